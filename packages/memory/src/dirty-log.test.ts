@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { DirtyLog } from './dirty-log.ts';
+import { GuestMemory } from './guest-memory.ts';
+import { PageOutOfRangeError } from './errors.ts';
+
+describe('DirtyLog', () => {
+  it('harvest returns each marked page once, ascending, and clears it', () => {
+    const log = new DirtyLog(1000);
+    for (const p of [999, 0, 31, 32, 500, 31]) log.mark(p);
+    expect(log.count()).toBe(5);
+    expect([...log.harvest()]).toEqual([0, 31, 32, 500, 999]);
+    expect(log.count()).toBe(0);
+    expect(log.harvest().length).toBe(0);
+  });
+
+  it('remembers pages ever written across harvests', () => {
+    const log = new DirtyLog(64);
+    log.mark(3);
+    expect(log.isEverWritten(3)).toBe(true);
+    log.harvest();
+    expect(log.isEverWritten(3)).toBe(true);
+    expect(log.isEverWritten(4)).toBe(false);
+    expect(log.countEverWritten()).toBe(1);
+  });
+
+  it('harvest of a fully dirty log lists every page', () => {
+    const log = new DirtyLog(100_000);
+    for (let p = 0; p < 100_000; p++) log.mark(p);
+    const pages = log.harvest();
+    expect(pages.length).toBe(100_000);
+    expect(pages[99_999]).toBe(99_999);
+  });
+
+  it('refuses page indices outside memory', () => {
+    const log = new DirtyLog(10);
+    expect(() => log.mark(10)).toThrow(PageOutOfRangeError);
+    expect(() => log.mark(-1)).toThrow(PageOutOfRangeError);
+  });
+});
+
+describe('GuestMemory', () => {
+  it('page views alias the shared buffer and are bounds-checked', () => {
+    const mem = new GuestMemory(4);
+    mem.page(2)[0] = 7;
+    expect(mem.bytes[2 * 4096]).toBe(7);
+    expect(() => mem.page(4)).toThrow(PageOutOfRangeError);
+    expect(() => mem.pages(3, 2)).toThrow(PageOutOfRangeError);
+  });
+});

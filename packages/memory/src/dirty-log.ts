@@ -1,0 +1,141 @@
+import { PAGES_PER_WORD } from './constants.ts';
+import { InvalidMemorySizeError, PageOutOfRangeError } from './errors.ts';
+
+/**
+ * The dirty-page log: one bit per guest page in a SharedArrayBuffer.
+ *
+ * Protocol (the order is what makes concurrent copying safe): a writer stores the page's data,
+ * then marks the page with `Atomics.or`. The hypervisor harvests with an atomic get-and-clear per
+ * word (like KVM_GET_DIRTY_LOG), then reads the pages. A store that races with that read re-marks
+ * the page after the harvest, so the page is sent again in the next round.
+ *
+ * The log also keeps a "pages ever written" bitmap (private to the hypervisor, folded in at each
+ * harvest) so pages never touched are known to be zero without reading them.
+ */
+export class DirtyLog {
+  readonly pageCount: number;
+  readonly buffer: SharedArrayBuffer;
+  private readonly words: Int32Array;
+  private readonly everWords: Int32Array;
+  private indices: Uint32Array;
+
+  /** A clean log for `pageCount` pages, or one over an existing shared bitmap. */
+  constructor(pageCount: number, buffer?: SharedArrayBuffer) {
+    if (!Number.isInteger(pageCount) || pageCount < 1) {
+      throw new InvalidMemorySizeError(`page count must be a positive integer, got ${pageCount}`);
+    }
+    const wordCount = Math.ceil(pageCount / PAGES_PER_WORD);
+    if (buffer && buffer.byteLength !== wordCount * 4) {
+      throw new InvalidMemorySizeError(`dirty bitmap of ${buffer.byteLength} bytes does not cover ${pageCount} pages`);
+    }
+    this.pageCount = pageCount;
+    this.buffer = buffer ?? new SharedArrayBuffer(wordCount * 4);
+    this.words = new Int32Array(this.buffer);
+    this.everWords = new Int32Array(wordCount);
+    this.indices = new Uint32Array(0);
+  }
+
+  /** Marks `page` dirty. Call after storing the page's data. Safe from any thread. */
+  mark(page: number): void {
+    if (!(page >= 0 && page < this.pageCount)) throw new PageOutOfRangeError(page, this.pageCount);
+    Atomics.or(this.words, page >>> 5, 1 << (page & 31));
+  }
+
+  /** Whether `page` is dirty now (not harvested since its last mark). */
+  isDirty(page: number): boolean {
+    if (!(page >= 0 && page < this.pageCount)) throw new PageOutOfRangeError(page, this.pageCount);
+    return (Atomics.load(this.words, page >>> 5) & (1 << (page & 31))) !== 0;
+  }
+
+  /** Whether `page` was ever marked (harvested before or dirty now). Never-written pages are zero. */
+  isEverWritten(page: number): boolean {
+    if (!(page >= 0 && page < this.pageCount)) throw new PageOutOfRangeError(page, this.pageCount);
+    const bit = 1 << (page & 31);
+    const w = page >>> 5;
+    return ((this.everWords[w]! | Atomics.load(this.words, w)) & bit) !== 0;
+  }
+
+  /** Number of pages dirty now. Reads without clearing. */
+  count(): number {
+    let n = 0;
+    const words = this.words;
+    for (let w = 0; w < words.length; w++) {
+      const v = words[w]!;
+      if (v !== 0) n += popcount32(v);
+    }
+    return n;
+  }
+
+  /** Number of pages ever written (see isEverWritten). */
+  countEverWritten(): number {
+    let n = 0;
+    for (let w = 0; w < this.words.length; w++) {
+      const v = this.everWords[w]! | Atomics.load(this.words, w);
+      if (v !== 0) n += popcount32(v);
+    }
+    return n;
+  }
+
+  /**
+   * Atomically takes and clears every dirty bit; returns the dirty page indices in ascending order.
+   * The returned array is a view of a buffer reused by the next harvest: consume or copy it first.
+   * Empty words are skipped with a plain read (a racing mark is caught by the next harvest).
+   */
+  harvest(): Uint32Array {
+    const words = this.words;
+    const ever = this.everWords;
+    let out = this.indices;
+    let n = 0;
+    for (let w = 0; w < words.length; w++) {
+      if (words[w] === 0) continue;
+      let v = Atomics.exchange(words, w, 0);
+      if (v === 0) continue;
+      ever[w] = ever[w]! | v;
+      if (out.length - n < PAGES_PER_WORD) out = this.grow(n);
+      const base = w << 5;
+      while (v !== 0) {
+        const low = v & -v;
+        out[n++] = base + (31 - Math.clz32(low));
+        v ^= low;
+      }
+    }
+    return out.subarray(0, n);
+  }
+
+  /** Clears every dirty bit without reporting them (the "ever written" map still records them). */
+  clear(): void {
+    for (let w = 0; w < this.words.length; w++) {
+      if (this.words[w] === 0) continue;
+      const v = Atomics.exchange(this.words, w, 0);
+      this.everWords[w] = this.everWords[w]! | v;
+    }
+  }
+
+  /** Forgets the "ever written" map too: for memory known to be all zero again. */
+  reset(): void {
+    this.words.fill(0);
+    this.everWords.fill(0);
+  }
+
+  /** Marks every page in `pages` as ever written (used when memory is loaded from a file or image). */
+  markEverWritten(pages: Iterable<number>): void {
+    for (const page of pages) {
+      if (!(page >= 0 && page < this.pageCount)) throw new PageOutOfRangeError(page, this.pageCount);
+      this.everWords[page >>> 5] = this.everWords[page >>> 5]! | (1 << (page & 31));
+    }
+  }
+
+  private grow(used: number): Uint32Array {
+    const next = new Uint32Array(Math.min(this.pageCount + PAGES_PER_WORD, Math.max(1024, this.indices.length * 2)));
+    next.set(this.indices.subarray(0, used));
+    this.indices = next;
+    return next;
+  }
+}
+
+/** Number of set bits in a 32-bit integer. */
+export function popcount32(v: number): number {
+  v = v - ((v >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}

@@ -1,0 +1,37 @@
+/**
+ * The one seam between the engine packages and the network. The migration sender and receiver
+ * speak through a Channel; `packages/transport` implements it over a WebSocket, tests implement it
+ * with an in-memory pipe. Like NATS.js's Transport: the core knows nothing about sockets.
+ *
+ * Two kinds of message cross a channel: control messages (typed objects, msgpack on the wire) and
+ * binary page frames (many pages a frame; see the page-frame codec). A frame is handed over as a
+ * list of parts so contiguous runs of guest pages can be sent as views, without a copy.
+ */
+export interface Channel<TMessage> {
+  /** Queues a control message. Throws ChannelClosedError once closed. */
+  send(message: TMessage): void;
+  /** Queues one binary frame made of `parts` in order. Parts may alias guest memory: they are sent before the next await point returns. */
+  sendFrame(parts: readonly Uint8Array[]): void;
+  /** Bytes queued and not yet handed to the kernel. Senders keep this under a bound. */
+  readonly bufferedBytes: number;
+  /** Resolves when `bufferedBytes` falls below the channel's low-water mark (at once if it already is); rejects if the channel closes first. */
+  drained(): Promise<void>;
+  /** Registers the handler for control messages (validated by the transport before delivery). */
+  onMessage(handler: (message: TMessage) => void): void;
+  /** Registers the handler for binary frames. The bytes are valid only during the call. */
+  onFrame(handler: (frame: Uint8Array) => void): void;
+  /** Registers the handler called once when the channel closes, by either side or by failure. */
+  onClose(handler: (info: ChannelCloseInfo) => void): void;
+  /** Closes the channel with a reason code; idempotent. */
+  close(code?: number, reason?: string): void;
+  /** Whether the channel is closed. */
+  readonly closed: boolean;
+}
+
+/** Why a channel closed. `code` follows WebSocket close codes (1000 normal, 4xxx Ferry's own). */
+export interface ChannelCloseInfo {
+  readonly code: number;
+  readonly reason: string;
+  /** True when this side called close(). */
+  readonly local: boolean;
+}

@@ -1,0 +1,1 @@
+export type { Channel, ChannelCloseInfo } from './channel.ts';
