@@ -6,10 +6,14 @@
  * Two kinds of message cross a channel: control messages (typed objects, msgpack on the wire) and
  * binary page frames (many pages a frame; see the page-frame codec). A frame is handed over as a
  * list of parts so contiguous runs of guest pages can be sent as views, without a copy.
+ *
+ * `TMessage` is what arrives (onMessage), `TOut` what is sent; they default to the same union.
+ * (Refined by the transport engineer: the second parameter lets asymmetric protocols such as
+ * agent ↔ coordinator type each direction.)
  */
-export interface Channel<TMessage> {
+export interface Channel<TMessage, TOut = TMessage> {
   /** Queues a control message. Throws ChannelClosedError once closed. */
-  send(message: TMessage): void;
+  send(message: TOut): void;
   /** Queues one binary frame made of `parts` in order. Parts may alias guest memory: they are sent before the next await point returns. */
   sendFrame(parts: readonly Uint8Array[]): void;
   /** Bytes queued and not yet handed to the kernel. Senders keep this under a bound. */
@@ -34,4 +38,14 @@ export interface ChannelCloseInfo {
   readonly reason: string;
   /** True when this side called close(). */
   readonly local: boolean;
+}
+
+/**
+ * Turns control messages into bytes and back. `decode` validates: it throws on bytes that are not
+ * exactly one well-formed message of the union (the transport then closes the channel with
+ * FERRY_CLOSE_BAD_MESSAGE). Never trusts a length or a field it has not checked.
+ */
+export interface MessageCodec<TMessage, TOut = TMessage> {
+  encode(message: TOut): Uint8Array;
+  decode(bytes: Uint8Array): TMessage;
 }
