@@ -1,0 +1,10 @@
+export { ImageError, UnknownImageError, ImageExistsError, PoolPageCorruptedError, ImageLibraryFormatError, MemoryTooSmallError, GuestConfigError, LibraryLockedError } from './errors.ts';
+export { ImageLibrary } from './library.ts';
+export type { LibraryStats, ProvisionReport, CaptureOptions, CaptureReport, VerifyReport } from './library.ts';
+export { BUILT_IN_APPLIANCES, APPLIANCE_HEADER_MAGIC, appliancePageCount, generateAppliance } from './appliances.ts';
+export type { ApplianceDefinition, ApplianceLayer } from './appliances.ts';
+export { GUEST_CONFIG_PAGE, IMAGE_FIRST_PAGE, GUEST_CONFIG_VERSION, GUEST_CONFIG_VERSIONS_ACCEPTED, writeGuestConfig, readGuestConfig, hashCredential, verifyCredential } from './guest-config.ts';
+export type { AccessRule, GuestConfig, GuestConfigRecord, WriteGuestConfigOptions } from './guest-config.ts';
+export { MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest.ts';
+export type { ImageManifest } from './manifest.ts';
+export { PagePool, pageKeyDigest } from './page-pool.ts';
