@@ -212,7 +212,12 @@ export class Vm {
       this.mem = loaded.memory;
       this.log = new DirtyLog(loaded.pageCount);
       this.log.markEverWritten(loaded.storedPageList);
-      await this.attach(true);
+      try {
+        await this.attach(true);
+      } catch (err) {
+        await this.release();
+        throw err;
+      }
       report = { path, fileBytes: loaded.fileBytes, storedPages: loaded.storedPages, durationMs: 0 };
     });
     return { ...report!, durationMs: performance.now() - started };

@@ -1,0 +1,80 @@
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CpuPool } from './cpu-pool.ts';
+import type { VmSpec, WorkloadSpec } from './spec.ts';
+import { firstDifferentPage, sleep, tempDir } from './test-support.ts';
+import { Vm } from './vm.ts';
+
+let pool: CpuPool;
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => {
+  pool = new CpuPool({ pcpus: 2 });
+  ({ dir, cleanup } = await tempDir('ferry-determinism-'));
+});
+afterAll(async () => {
+  await pool.close();
+  await cleanup();
+});
+
+const STEPS = 4000;
+const stripePath = fileURLToPath(new URL('./fixtures/stripe-workload.ts', import.meta.url));
+
+function spec(id: string, workload: WorkloadSpec): VmSpec {
+  // ~0.4 s per run: long enough to interrupt in the middle.
+  return { id, name: id, vcpus: 3, memoryBytes: 2 << 20, workload: { seed: 11, rate: 30_000, ...workload }, heartbeat: false, stepLimit: STEPS };
+}
+
+async function runStraight(s: VmSpec): Promise<{ memory: Uint8Array; registers: Uint8Array }> {
+  const vm = Vm.create(s, pool);
+  await vm.start();
+  await vm.whenStepLimitReached();
+  await vm.pause();
+  const out = { memory: vm.memory.bytes.slice(), registers: vm.captureState().registers };
+  await vm.stop();
+  return out;
+}
+
+async function runInterrupted(s: VmSpec, file: string): Promise<{ memory: Uint8Array; registers: Uint8Array; stepsAtPause: number; stepsAtSuspend: number }> {
+  const vm = Vm.create(s, pool);
+  await vm.start();
+  await sleep(60);
+  await vm.pause();
+  const stepsAtPause = vm.totalSteps();
+  await sleep(20);
+  await vm.resume();
+  await sleep(60);
+  await vm.suspend(file);
+  const stepsAtSuspend = vm.totalSteps();
+  // Resume from the file as another process would: a new Vm object, memory read from disk.
+  const resumed = await Vm.resumeFrom(file, pool);
+  await resumed.whenStepLimitReached();
+  await resumed.pause();
+  const out = { memory: resumed.memory.bytes.slice(), registers: resumed.captureState().registers, stepsAtPause, stepsAtSuspend };
+  await resumed.stop();
+  await vm.delete();
+  return out;
+}
+
+describe('determinism: a VM paused, suspended and resumed mid-run ends byte-identical to a straight run', () => {
+  const cases: [string, WorkloadSpec][] = [
+    ['uniform', { kind: 'uniform' }],
+    ['hotset', { kind: 'hotset', params: { hotsetPages: 60, hotPercent: 80 } }],
+    ['scan', { kind: 'scan', params: { bytesPerWrite: 512 } }],
+    ['idle', { kind: 'idle' }],
+    ['module (stripe)', { kind: 'module', modulePath: stripePath }],
+  ];
+  for (const [name, workload] of cases) {
+    it(`${name} workload, 3 vCPUs`, async () => {
+      const straight = await runStraight(spec(`straight-${name}`, workload));
+      const interrupted = await runInterrupted(spec(`cut-${name}`, workload), join(dir, `${name.replace(/\W/g, '')}.vmss`));
+      // The interruptions really happened in the middle of the run.
+      expect(interrupted.stepsAtPause).toBeGreaterThan(0);
+      expect(interrupted.stepsAtSuspend).toBeLessThan(3 * STEPS);
+      expect(firstDifferentPage(interrupted.memory, straight.memory)).toBe(-1);
+      expect(Buffer.from(interrupted.registers).equals(Buffer.from(straight.registers))).toBe(true);
+      if (name !== 'idle') expect(straight.memory.some((b) => b !== 0)).toBe(true);
+    });
+  }
+});
