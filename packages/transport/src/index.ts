@@ -1,0 +1,18 @@
+export { FERRY_CLOSE, closeCodeName } from './close-codes.ts';
+export type { FerryCloseName } from './close-codes.ts';
+export { TransportError, ChannelClosedError, ChannelOverflowError, InvalidTransportOptionError, ConnectError, redactUrl } from './errors.ts';
+export { WsChannel, WIRE_KIND, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_CONTROL_BYTES } from './ws-channel.ts';
+export type { WsChannelOptions } from './ws-channel.ts';
+export { openWsChannel, zeroMask } from './ws-client.ts';
+export type { OpenWsChannelOptions } from './ws-client.ts';
+export { attachWsRoutes } from './ws-server.ts';
+export type { WsRoute, WsRoutes } from './ws-server.ts';
+export { generateToken, presentedToken, tokensEqual, hasBearerToken, OneTimeTokenRegistry } from './auth.ts';
+export type { OneTimeGrant, OneTimeTokenRegistryOptions } from './auth.ts';
+export { ReconnectingClient, backoffDelayMs } from './reconnect.ts';
+export type { ReconnectingClientOptions, BackoffOptions } from './reconnect.ts';
+export { HostilePeer, encodeRawFrame } from './hostile-peer.ts';
+export type { RawFrame, HostileUpgrade } from './hostile-peer.ts';
+export { measureTcpCeiling, measureWsCeiling } from './ceiling.ts';
+export type { CeilingOptions, WsCeilingOptions, CeilingResult } from './ceiling.ts';
+export { forkTs, tsxExecArgv } from './fork-ts.ts';
