@@ -1,0 +1,182 @@
+import { MAX_INSTANCE_TYPES, STATE_UP } from './cluster.ts';
+import type { ClusterModel, GroupRecord } from './cluster.ts';
+import { InvalidPlacementInputError } from './errors.ts';
+import type { SoftWeights } from './types.ts';
+
+/**
+ * Strategy names (the cluster's `strategy` setting):
+ * - `first-fit`: the lowest-numbered host that passes the filters.
+ * - `best-fit`: pack: the host left with the least free capacity (mean of the three resources,
+ *   each as a share of the host's effective capacity).
+ * - `worst-fit`: spread: the host left with the most free capacity.
+ * - `alignment`: multi-resource best fit: half the cosine between the demand and free vectors
+ *   (Tetris-style dot product, normalized to measure shape rather than size), half best-fit.
+ * - `segregation`: one instance type per host: hosts already holding only this type first, then
+ *   empty hosts, then mixed ones; best-fit inside each tier.
+ */
+export const STRATEGIES = ['first-fit', 'best-fit', 'worst-fit', 'alignment', 'segregation'] as const;
+/** A strategy name. */
+export type StrategyName = (typeof STRATEGIES)[number];
+
+const FIRST_FIT = 0;
+const BEST_FIT = 1;
+const WORST_FIT = 2;
+const ALIGNMENT = 3;
+const SEGREGATION = 4;
+
+/** Strategy code of a name; throws InvalidPlacementInputError listing the allowed names. */
+export function strategyCode(name: string): number {
+  const i = (STRATEGIES as readonly string[]).indexOf(name);
+  if (i < 0) throw new InvalidPlacementInputError(`unknown strategy ${name}; allowed: ${STRATEGIES.join(', ')}`);
+  return i;
+}
+
+/** One decision's inputs in the form the hot loop reads (no allocation per host). */
+export interface Query {
+  cpus: number;
+  memoryBytes: number;
+  diskBytes: number;
+  group: GroupRecord | undefined;
+  typeIdx: number;
+  imageMask: Uint8Array | undefined;
+  strategy: number;
+  weights: SoftWeights;
+  /** Host the VM runs on now (its own group membership is discounted there), or -1. */
+  selfIdx: number;
+  /** Incoming-migration limit per host, or -1 when this is not a migration. */
+  migrationLimit: number;
+  /** Hosts never chosen (mask by slot), e.g. hosts a plan is emptying. */
+  exclude: Uint8Array | undefined;
+  /** Score subtracted per host (plans use it to spread). */
+  penalty: Float64Array | undefined;
+}
+
+/** A Query with no group, no image, no exclusions. */
+export function makeQuery(strategy: number, weights: SoftWeights): Query {
+  return {
+    cpus: 0, memoryBytes: 0, diskBytes: 0, group: undefined, typeIdx: 0, imageMask: undefined,
+    strategy, weights, selfIdx: -1, migrationLimit: -1, exclude: undefined, penalty: undefined,
+  };
+}
+
+function others(g: GroupRecord, h: number, selfIdx: number): number {
+  const n = g.hostCounts.get(h) ?? 0;
+  return h === selfIdx ? n - 1 : n;
+}
+
+/** Strategy score of a host with free capacity (fc, fm, fd) after placing the demand, in [0, 1] (+ tier). */
+function strategyScore(m: ClusterModel, q: Query, h: number, n: number, fc: number, fm: number, fd: number): number {
+  const ic = m.invCpu[h]!, im = m.invMem[h]!, id = m.invDisk[h]!;
+  const rem = (fc * ic + fm * im + fd * id) / 3;
+  switch (q.strategy) {
+    case FIRST_FIT: return 1 - h / n;
+    case BEST_FIT: return 1 - rem;
+    case WORST_FIT: return rem;
+    case ALIGNMENT: {
+      const dc = q.cpus * ic, dm = q.memoryBytes * im, dd = q.diskBytes * id;
+      const vc = (fc + q.cpus) * ic, vm = (fm + q.memoryBytes) * im, vd = (fd + q.diskBytes) * id;
+      const norm = Math.sqrt((dc * dc + dm * dm + dd * dd) * (vc * vc + vm * vm + vd * vd));
+      return 0.5 * (norm > 0 ? (dc * vc + dm * vm + dd * vd) / norm : 0) + 0.5 * (1 - rem);
+    }
+    default: {
+      const count = m.vmCount[h]!;
+      const tier = count === 0 ? 1 : m.typeCounts[h * MAX_INSTANCE_TYPES + q.typeIdx] === count ? 2 : 0;
+      return tier + 0.5 * (1 - rem);
+    }
+  }
+}
+
+/** Score of host `h` for `q`, or -Infinity when a filter rejects it. Allocation-free. */
+export function scoreHost(m: ClusterModel, q: Query, h: number, n: number): number {
+  if (m.state[h] !== STATE_UP || h === q.selfIdx) return -Infinity;
+  if (q.exclude !== undefined && q.exclude[h] === 1) return -Infinity;
+  const fc = m.capCpu[h]! - m.usedCpu[h]! - q.cpus;
+  const fm = m.capMem[h]! - m.usedMem[h]! - q.memoryBytes;
+  const fd = m.capDisk[h]! - m.usedDisk[h]! - q.diskBytes;
+  if (fc < -1e-9 || fm < -1e-3 || fd < -1e-3) return -Infinity;
+  if (q.migrationLimit >= 0 && m.incoming[h]! >= q.migrationLimit) return -Infinity;
+  const g = q.group;
+  let groupHere = 0;
+  if (g !== undefined) {
+    groupHere = others(g, h, q.selfIdx);
+    if (g.policy === 'anti-affinity' && groupHere > 0) return -Infinity;
+  }
+  let s = strategyScore(m, q, h, n, fc, fm, fd);
+  if (q.imageMask !== undefined && q.imageMask[h] === 1) s += q.weights.imageLocality;
+  if (g !== undefined && groupHere > 0) {
+    if (g.policy === 'soft-affinity') s += q.weights.softAffinity;
+    else if (g.policy === 'soft-anti-affinity') s -= q.weights.softAntiAffinity * groupHere;
+  }
+  if (q.penalty !== undefined) s -= q.penalty[h]!;
+  return s;
+}
+
+/** Hosts a hard affinity group confines the VM to, or undefined when it may go anywhere. */
+function affinityHosts(q: Query): number[] | undefined {
+  const g = q.group;
+  if (g === undefined || g.policy !== 'affinity') return undefined;
+  const hosts: number[] = [];
+  for (const h of g.hostCounts.keys()) if (others(g, h, q.selfIdx) > 0) hosts.push(h);
+  return hosts.length > 0 ? hosts : undefined;
+}
+
+/** The best host slot for `q` under its strategy and soft weights, or -1 if none passes the filters. */
+export function selectHost(m: ClusterModel, q: Query): number {
+  const n = m.size;
+  let best = -1;
+  let bestScore = -Infinity;
+  const confined = affinityHosts(q);
+  if (confined !== undefined) {
+    for (const h of confined) {
+      const s = scoreHost(m, q, h, n);
+      if (s > bestScore || (s === bestScore && s > -Infinity && h < best)) { bestScore = s; best = h; }
+    }
+    return best;
+  }
+  const g = q.group;
+  const shortCircuit = q.strategy === FIRST_FIT && q.imageMask === undefined && q.penalty === undefined &&
+    (g === undefined || g.policy === 'affinity' || g.policy === 'anti-affinity');
+  // Plain requests (no group, image, exclusion, penalty, migration): the filters inline over
+  // local typed arrays, then the strategy score; anything else goes through scoreHost.
+  const plain = g === undefined && q.imageMask === undefined && q.penalty === undefined && q.exclude === undefined &&
+    q.migrationLimit < 0 && q.selfIdx < 0;
+  const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
+  const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
+  const dc = q.cpus, dm = q.memoryBytes, dd = q.diskBytes;
+  for (let h = 0; h < n; h++) {
+    if (state[h] !== STATE_UP) continue;
+    const fm = capM[h]! - usedM[h]! - dm;
+    if (fm < -1e-3) continue;
+    const fc = capC[h]! - usedC[h]! - dc;
+    if (fc < -1e-9) continue;
+    const fd = capD[h]! - usedD[h]! - dd;
+    if (fd < -1e-3) continue;
+    const s = plain ? strategyScore(m, q, h, n, fc, fm, fd) : scoreHost(m, q, h, n);
+    if (s > bestScore) {
+      bestScore = s;
+      best = h;
+      if (shortCircuit) break;
+    }
+  }
+  return best;
+}
+
+/** Filter names in the order they run, as counted by `explainRejection`. */
+export const FILTERS = ['host-state', 'excluded', 'capacity', 'incoming-migrations', 'anti-affinity', 'affinity'] as const;
+
+/** Counts, per filter, the hosts that reject `q` (the first failing filter of each host). */
+export function explainRejection(m: ClusterModel, q: Query): Record<string, number> {
+  const out: Record<string, number> = Object.fromEntries(FILTERS.map((f) => [f, 0]));
+  const confined = affinityHosts(q);
+  const inc = (f: string): void => { out[f] = (out[f] ?? 0) + 1; };
+  for (let h = 0; h < m.size; h++) {
+    if (m.state[h] === 0) continue;
+    if (m.state[h] !== STATE_UP || h === q.selfIdx) inc('host-state');
+    else if (q.exclude?.[h] === 1) inc('excluded');
+    else if (!m.fits(h, q.cpus, q.memoryBytes, q.diskBytes)) inc('capacity');
+    else if (q.migrationLimit >= 0 && m.incoming[h]! >= q.migrationLimit) inc('incoming-migrations');
+    else if (q.group?.policy === 'anti-affinity' && others(q.group, h, q.selfIdx) > 0) inc('anti-affinity');
+    else if (confined !== undefined && !confined.includes(h)) inc('affinity');
+  }
+  return out;
+}
