@@ -78,8 +78,7 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
   const json = argv.includes('--json');
   let usageText = '';
   let status = EXIT_OK;
-  const program = buildProgram(ctx, (s) => (status = s));
-  program.configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => (usageText += s), outputError: (s) => (usageText += s) });
+  const program = buildProgram(ctx, (s) => (status = s), (s) => (usageText += s));
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return status;
@@ -111,8 +110,10 @@ function clientSide<T>(fn: () => T): T {
   }
 }
 
-function buildProgram(ctx: CommandContext, setStatus: (status: number) => void): Command {
+function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, usage: (text: string) => void): Command {
   const program = new Command(ctx.name ?? 'ferry');
+  // Set before any subcommand exists: subcommands copy these settings when created.
+  program.configureOutput({ writeOut: (s) => ctx.out(s), writeErr: usage, outputError: usage });
   program
     .description('Operate a Ferry cluster: hosts, images, VMs, live migration.')
     .option('--json', 'print JSON instead of tables')

@@ -1,0 +1,199 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, runCommand, type CommandContext } from './commands.ts';
+import { FakeCoordinator, fixtureRounds } from './test-utils/fake-coordinator.ts';
+
+const TOKEN = 'test-token';
+let fake: FakeCoordinator;
+
+beforeEach(async () => {
+  fake = await FakeCoordinator.start({ token: TOKEN });
+});
+afterEach(async () => {
+  await fake.close();
+});
+
+/** Runs one CLI command against the fake; returns exit status and captured streams. */
+async function ferry(args: string[], extra: Partial<CommandContext> = {}): Promise<{ status: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const status = await runCommand(args, {
+    out: (s) => (out += s),
+    err: (s) => (err += s),
+    env: { FERRY_URL: fake.url, FERRY_TOKEN: TOKEN },
+    cwd: tmpdir(),
+    ...extra,
+  });
+  return { status, out, err };
+}
+
+describe('ferry CLI tables', () => {
+  it('renders hosts as an aligned table with a header row', async () => {
+    const { status, out } = await ferry(['hosts']);
+    expect(status).toBe(EXIT_OK);
+    const lines = out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+STATE\s+ADDRESS\s+CPUS\s+MEMORY\s+DISK\s+VMS\s+HEARTBEAT$/);
+    expect(lines).toHaveLength(4);
+    const stateColumn = lines[0]!.indexOf('STATE');
+    for (const line of lines.slice(1)) expect(line.slice(stateColumn)).toMatch(/^(up|maintenance)\s/);
+    expect(out).toContain('host-3');
+    expect(out).toContain('128 MiB / 1 GiB'.replace('128', '64'));
+  });
+
+  it('renders vms, images and the instance fields of show', async () => {
+    expect((await ferry(['vms'])).out).toMatch(/vm-1\s+web-1\s+running\s+host-1\s+10\.0\.0\.11/);
+    expect((await ferry(['images'])).out).toMatch(/lamp\s+8 MiB\s+4 GiB\s+857\s+393\s+464/);
+    const show = await ferry(['show', 'vm-2']);
+    expect(show.out).toMatch(/^password\s+pw-2$/m);
+    expect((await ferry(['show', 'host-2'])).out).toMatch(/^address\s+127\.0\.0\.1:7102$/m);
+    expect((await ferry(['show', 'lamp'])).out).toContain('393 unique');
+  });
+});
+
+describe('ferry CLI --json', () => {
+  it('prints hosts and vms as arrays of objects with id and state', async () => {
+    const hosts = JSON.parse((await ferry(['hosts', '--json'])).out) as { id: string; state: string }[];
+    expect(hosts.map((h) => [h.id, h.state])).toEqual([['host-1', 'up'], ['host-2', 'up'], ['host-3', 'maintenance']]);
+    const vms = JSON.parse((await ferry(['--json', 'vms'])).out) as { id: string; state: string }[];
+    expect(vms.map((v) => v.id)).toEqual(['vm-1', 'vm-2']);
+    expect(vms.every((v) => v.state === 'running')).toBe(true);
+  });
+
+  it('run prints the instance with id, host, ip, state and credentials, and sends sizes in bytes', async () => {
+    const { status, out } = await ferry(['run', '--image', 'lamp', '--cpus', '2', '--memory', '32MiB', '--disk', '2G', '--name', 'db', '--group', 'web', '--anti-affinity', '--workload', 'kv', '--json']);
+    expect(status).toBe(EXIT_OK);
+    const vm = JSON.parse(out) as Record<string, unknown>;
+    expect(vm).toMatchObject({ id: 'vm-3', host: 'host-1', state: 'running', credentials: { user: 'ferry', password: 'generated-pw' } });
+    expect(typeof vm['ip']).toBe('string');
+    const post = fake.requests.find((r) => r.method === 'POST');
+    expect(post?.body).toEqual({ image: 'lamp', cpus: 2, memory: 32 * 1024 * 1024, disk: 2 * 1024 ** 3, name: 'db', group: { name: 'web', policy: 'anti-affinity' }, workload: { kind: 'kv' } });
+    const steps = fake.events.map((e) => e.type).slice(0, 7);
+    expect(steps).toEqual(['request-received', 'placement-decided', 'dispatched-to-host', 'appliance-copied', 'vm-booted', 'credentials-issued', 'vm-provisioned']);
+  });
+
+  it('migrate --json waits and prints the report with the fixed fields', async () => {
+    const { status, out } = await ferry(['migrate', 'vm-1', '--to', 'host-2', '--max-downtime', '50', '--bandwidth', '100MiB/s', '--auto-converge', '--json']);
+    expect(status).toBe(EXIT_OK);
+    const report = JSON.parse(out) as Record<string, unknown>;
+    for (const field of ['id', 'vm', 'from', 'to', 'state', 'downtimeMs', 'totalMs', 'rounds', 'bytesOnWire', 'vmBytes']) expect(report).toHaveProperty(field);
+    expect(report).toMatchObject({ vm: 'vm-1', from: 'host-1', to: 'host-2', state: 'completed', rounds: 4 });
+    expect(fake.requests.find((r) => r.path === '/api/v1/migrations' && r.method === 'POST')?.body).toEqual({
+      vm: 'vm-1',
+      to: 'host-2',
+      policy: { maxDowntimeMs: 50, bandwidthLimit: '100MiB/s', autoConverge: true },
+    });
+    expect(fake.migrations[0]!.policy.bandwidthLimit).toBe(100 * 1024 * 1024);
+  });
+});
+
+describe('ferry CLI errors', () => {
+  it('refuses --memory lots client-side with exit 2, a JSON error, and no request', async () => {
+    const { status, out } = await ferry(['run', '--image', 'lamp', '--cpus', '1', '--memory', 'lots', '--json']);
+    expect(status).toBe(EXIT_USAGE);
+    const body = JSON.parse(out) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('FERRY_ERR_INVALID_SIZE');
+    expect(body.error.message).toContain('"lots"');
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  it('refuses bad flags and unknown commands as usage errors', async () => {
+    const cpus = await ferry(['run', '--image', 'lamp', '--cpus', 'two', '--memory', '1G', '--json']);
+    expect(cpus.status).toBe(EXIT_USAGE);
+    expect(JSON.parse(cpus.out).error.code).toBe('FERRY_ERR_USAGE');
+    const unknown = await ferry(['frobnicate']);
+    expect(unknown.status).toBe(EXIT_USAGE);
+    expect(unknown.err).toMatch(/unknown command 'frobnicate'/);
+  });
+
+  it('passes server refusals through with their code and exit 1', async () => {
+    const missing = await ferry(['show', 'vm-99', '--json']);
+    expect(missing.status).toBe(EXIT_FAILED);
+    expect(JSON.parse(missing.out).error.code).toBe('FERRY_ERR_NOT_FOUND');
+    const wrongState = await ferry(['start', 'vm-1']);
+    expect(wrongState.status).toBe(EXIT_FAILED);
+    expect(wrongState.err).toMatch(/cannot start vm-1: it is running.*\[FERRY_ERR_INVALID_STATE\]/);
+    const image = await ferry(['run', '--image', 'nope', '--cpus', '1', '--memory', '1G', '--json']);
+    expect(JSON.parse(image.out).error.code).toBe('FERRY_ERR_UNKNOWN_IMAGE');
+  });
+
+  it('reports a refused token and an unreachable coordinator', async () => {
+    const refused = await ferry(['hosts', '--json', '--token', 'wrong']);
+    expect(refused.status).toBe(EXIT_FAILED);
+    expect(JSON.parse(refused.out).error.code).toBe('FERRY_ERR_UNAUTHORIZED');
+    const down = await ferry(['hosts', '--json', '--url', 'http://127.0.0.1:1', '--token', TOKEN]);
+    expect(JSON.parse(down.out).error.code).toBe('FERRY_ERR_CONNECTION');
+  });
+});
+
+describe('ferry migrate', () => {
+  it('--watch shows one progress line per round, then the report', async () => {
+    const { status, out } = await ferry(['migrate', 'vm-1', '--watch']);
+    expect(status).toBe(EXIT_OK);
+    const rounds = out.split('\n').filter((l) => /^round\s+\d/.test(l));
+    expect(rounds).toHaveLength(fixtureRounds().length);
+    expect(rounds[0]).toMatch(/^round  1 \[#+\.*\]\s+\d+%\s+pages left 2,000\s+dirty 20,000 pages\/s\s+bw 640 MiB\/s\s+expected downtime 12 ms$/);
+    expect(rounds[2]).toContain('throttle 20%');
+    expect(out).toMatch(/^downtime\s+7 ms$/m);
+    expect(out).toMatch(/^bytes on wire\s+74 MiB of 64 MiB VM \(1\.16x VM size\)$/m);
+  });
+
+  it('a failed migration prints its error and exits 1', async () => {
+    await fake.close();
+    fake = await FakeCoordinator.start({ token: TOKEN, migrationOutcome: 'failed' });
+    const { status, out } = await ferry(['migrate', 'vm-2', '--json']);
+    expect(status).toBe(EXIT_FAILED);
+    const body = JSON.parse(out) as { error: { code: string }; report: { state: string } };
+    expect(body.error.code).toBe('FERRY_ERR_MIGRATION_DIGEST');
+    expect(body.report.state).toBe('failed');
+  });
+
+  it('--cancel cancels by migration id, and migrations lists them', async () => {
+    await fake.close();
+    fake = await FakeCoordinator.start({ token: TOKEN, roundIntervalMs: 5_000 });
+    const started = JSON.parse((await ferry(['migrate', 'vm-1', '--no-wait', '--json'])).out) as { id: string };
+    const cancelled = await ferry(['migrate', '--cancel', started.id, '--json']);
+    expect(JSON.parse(cancelled.out)).toMatchObject({ id: started.id, state: 'cancelled' });
+    expect((await ferry(['migrations'])).out).toMatch(new RegExp(`${started.id}\\s+vm-1\\s+host-1\\s+host-2\\s+cancelled`));
+  });
+});
+
+describe('ferry events and connection', () => {
+  it('events prints the past stream and --follow prints live events until aborted', async () => {
+    fake.emit('host-up', { host: 'host-1' });
+    expect((await ferry(['events'])).out).toMatch(/^#1 .* host-up {2}host=host-1$/m);
+    const abort = new AbortController();
+    let out = '';
+    const follow = runCommand(['events', '--follow', '--json'], {
+      out: (s) => {
+        out += s;
+        if (out.split('\n').length > 3) abort.abort();
+      },
+      err: () => undefined,
+      env: { FERRY_URL: fake.url, FERRY_TOKEN: TOKEN },
+      cwd: tmpdir(),
+      signal: abort.signal,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fake.emit('host-down', { host: 'host-2' });
+    fake.emit('vm-lost', { vm: 'vm-2' });
+    expect(await follow).toBe(EXIT_OK);
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; type: string });
+    expect(lines.map((e) => e.type)).toEqual(['host-up', 'host-down', 'vm-lost']);
+  });
+
+  it('finds url and token in .ferry/cluster.json from a subdirectory', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ferry-cli-'));
+    try {
+      await mkdir(join(root, '.ferry'));
+      await writeFile(join(root, '.ferry', 'cluster.json'), JSON.stringify({ url: fake.url, token: TOKEN }));
+      await mkdir(join(root, 'a', 'b'), { recursive: true });
+      const { status, out } = await ferry(['hosts', '--json'], { env: {}, cwd: join(root, 'a', 'b') });
+      expect(status).toBe(EXIT_OK);
+      expect(JSON.parse(out)).toHaveLength(3);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
