@@ -399,6 +399,7 @@ export class MigrationSender {
     const waitMs = this.bucket.take(bytes);
     if (waitMs > 0) await this.guard(new Promise((r) => setTimeout(r, waitMs)));
     if (this.failure) throw this.failure;
+    if (this.channel.closed) throw new MigrationChannelClosedError(1006, 'closed before send', this.migrationId);
     this.channel.sendFrame(parts);
     this.bytesOnWire += bytes;
     this.pageBytesSent += dataBytes;
@@ -434,6 +435,7 @@ export class MigrationSender {
 
   private send(message: SourceMessage): void {
     if (this.failure) throw this.failure;
+    if (this.channel.closed) throw new MigrationChannelClosedError(1006, 'closed before send', this.migrationId);
     this.channel.send(message);
     this.bytesOnWire += 64; // control messages are small; the state blobs are counted below
     if (message.type === 'transfer-state') this.bytesOnWire += message.registers.byteLength + message.devices.byteLength;

@@ -1,0 +1,168 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { pageTermSum } from './page-sum.ts';
+import { FakeVm, type FakeVmOptions } from './test-utils/fake-vm.ts';
+import { createHarness } from './test-utils/harness.ts';
+import type { SenderRoundStats } from './sender.ts';
+import { InvalidTransitionError } from './errors.ts';
+
+const vms: FakeVm[] = [];
+function fakeVm(options: FakeVmOptions): FakeVm {
+  const vm = new FakeVm(options);
+  vms.push(vm);
+  return vm;
+}
+afterEach(async () => {
+  for (const vm of vms.splice(0)) await vm.stop();
+});
+
+const MiB = 1024 * 1024;
+
+describe('MigrationSender and MigrationReceiver', () => {
+  for (const verify of ['incremental', 'full'] as const) {
+    it(`memory written concurrently ends identical on the destination to the source at pause (verify ${verify})`, async () => {
+      const vm = fakeVm({ pageCount: 4096, writablePages: 2048, writesPerSec: 40_000, seed: 3 }).start();
+      await new Promise((r) => setTimeout(r, 20));
+      const h = createHarness({ vm, policy: { verify } });
+      const [done, activated] = await Promise.all([h.sender.run(), h.receiver.done]);
+      expect(vm.isPaused).toBe(true); // committed: the source stays paused for release
+      expect(vm.resumes).toBe(0);
+      expect(Buffer.compare(Buffer.from(activated.memory.bytes), Buffer.from(vm.memory.bytes))).toBe(0);
+      expect(pageTermSum(activated.memory)).toBe(pageTermSum(vm.memory));
+      expect(Buffer.from(activated.registers).equals(Buffer.from(vm.captureState().registers))).toBe(true);
+      expect(h.activated?.memory).toBe(activated.memory);
+      const r = done.report;
+      expect(r.digestVerified).toBe(true);
+      expect(r.digestAlgorithm).toBe(verify === 'full' ? 'xxh64' : 'page-sum');
+      expect(r.rounds).toBeGreaterThanOrEqual(2);
+      expect(r.roundStats.at(-1)!.final).toBe(true);
+      expect(r.downtimeMs).toBeGreaterThanOrEqual(0);
+      expect(r.downtimeMs).toBeLessThan(r.totalMs);
+      expect(r.zeroPagesSkipped).toBeGreaterThan(1000); // half the pages were never written
+      expect(r.pageBytesSent).toBeGreaterThanOrEqual(2048 * 4096);
+      expect(vm.throttleHistory.filter((t) => t !== 0)).toEqual([]);
+    });
+  }
+
+  it('sends in every round exactly the pages the dirty log reported, skipping pages dirtied again until the next round', async () => {
+    const vm = fakeVm({ pageCount: 4096, writablePages: 1024, writesPerSec: 60_000, seed: 9 }).start();
+    const harvests: number[][] = [];
+    const log = vm.dirtyLog;
+    const harvest = log.harvest.bind(log);
+    log.harvest = () => {
+      const pages = harvest();
+      harvests.push(Array.from(pages));
+      return pages;
+    };
+    const h = createHarness({ vm, recordPages: true, policy: { maxDowntimeMs: 0.01, maxRounds: 5 } });
+    const [done] = await Promise.all([h.sender.run(), h.receiver.done]);
+    const rounds = done.report.roundStats;
+    expect(rounds).toHaveLength(6);
+    expect(harvests).toHaveLength(5); // rounds 2..5 and the final round
+    for (let k = 1; k < rounds.length; k++) {
+      const harvested = new Set(harvests[k - 1]);
+      const sent = rounds[k]!.pages!;
+      for (const p of sent) expect(harvested.has(p)).toBe(true);
+      const sentSet = new Set(sent);
+      const skipped = harvests[k - 1]!.filter((p) => !sentSet.has(p));
+      expect(skipped.length).toBe(rounds[k]!.pagesRedirtied);
+      if (k < rounds.length - 1) {
+        const next = new Set(harvests[k]);
+        for (const p of skipped) expect(next.has(p)).toBe(true); // re-dirtied pages go out next round
+      } else {
+        expect(skipped).toEqual([]); // the final round (paused) sends everything
+      }
+    }
+  });
+
+  it('a channel cut mid-round leaves the source running, unpaused, unthrottled', async () => {
+    const vm = fakeVm({ pageCount: 8192, writablePages: 512, writesPerSec: 20_000, fillFraction: 1 }).start();
+    const h = createHarness({ vm, policy: { autoConverge: true } });
+    let frames = 0;
+    const sendFrame = h.source.sendFrame.bind(h.source);
+    h.source.sendFrame = (parts) => {
+      sendFrame(parts);
+      if (++frames === 10) h.source.cut();
+    };
+    await expect(h.sender.run()).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CHANNEL_CLOSED' });
+    await expect(h.receiver.done).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CHANNEL_CLOSED' });
+    expect(h.sender.state).toBe('failed');
+    expect(h.receiver.state).toBe('failed');
+    expect(vm.isPaused).toBe(false);
+    expect(vm.pauses).toBe(0);
+    const before = vm.writes;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(vm.writes).toBeGreaterThan(before); // still running
+  });
+
+  it('cancel during pre-copy leaves the VM running on the source', async () => {
+    const vm = fakeVm({ pageCount: 4096, writablePages: 4096, mode: 'scan', writesPerSec: 200_000 }).start();
+    const h = createHarness({ vm, policy: { maxDowntimeMs: 0.01, maxRounds: 50, bandwidthLimit: 64 * MiB } });
+    h.sender.on('round', (s: SenderRoundStats) => {
+      if (s.round === 2) h.sender.cancel('operator asked');
+    });
+    await expect(h.sender.run()).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CANCELLED' });
+    await expect(h.receiver.done).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CANCELLED' });
+    expect(h.sender.state).toBe('cancelled');
+    expect(h.activated).toBeUndefined();
+    expect(vm.isPaused).toBe(false);
+    expect(() => h.sender.cancel()).toThrow(InvalidTransitionError);
+  });
+
+  it('cancel while paused for stop-and-copy resumes the source', async () => {
+    const vm = fakeVm({ pageCount: 2048, writesPerSec: 10_000 }).start();
+    const h = createHarness({ vm });
+    h.sender.on('state', ({ to }) => {
+      if (to === 'awaiting-ready') h.sender.cancel('changed my mind');
+    });
+    await expect(h.sender.run()).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CANCELLED' });
+    await expect(h.receiver.done).rejects.toBeTruthy();
+    expect(vm.pauses).toBe(1);
+    expect(vm.resumes).toBe(1);
+    expect(vm.isPaused).toBe(false);
+    expect(h.activated).toBeUndefined();
+  });
+
+  it('an abort from the commit point resumes the source and never activates the destination', async () => {
+    const vm = fakeVm({ pageCount: 2048, writesPerSec: 10_000 }).start();
+    let asked = 0;
+    const h = createHarness({ vm, commit: async () => (asked++, 'abort') });
+    await expect(h.sender.run()).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_ABORTED' });
+    await expect(h.receiver.done).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CANCELLED' });
+    expect(asked).toBe(1);
+    expect(vm.resumes).toBe(1);
+    expect(vm.isPaused).toBe(false);
+    expect(h.activated).toBeUndefined();
+    expect(h.receiver.state).toBe('failed');
+  });
+
+  it('a non-converging dirtier stops at maxRounds and reports the larger downtime', async () => {
+    const vm = fakeVm({ pageCount: 2048, mode: 'scan', writesPerSec: 40_000, fillFraction: 1 }).start();
+    const h = createHarness({ vm, policy: { maxDowntimeMs: 20, maxRounds: 4, bandwidthLimit: 64 * MiB } });
+    const [done] = await Promise.all([h.sender.run(), h.receiver.done]);
+    const r = done.report;
+    expect(r.stopReason).toBe('max-rounds');
+    expect(r.rounds).toBe(5);
+    expect(r.finalThrottlePercent).toBe(0);
+    const finalBytes = r.roundStats.at(-1)!.bytesSent;
+    expect(finalBytes).toBeGreaterThan(4 * MiB);
+    expect(r.downtimeMs!).toBeGreaterThan(20); // honest: over the target
+  });
+
+  it('with autoConverge the same dirtier is throttled until it converges within the target', async () => {
+    const vm = fakeVm({ pageCount: 2048, mode: 'scan', writesPerSec: 40_000, fillFraction: 1 }).start();
+    const h = createHarness({ vm, policy: { maxDowntimeMs: 20, maxRounds: 30, bandwidthLimit: 64 * MiB, autoConverge: true } });
+    const [done] = await Promise.all([h.sender.run(), h.receiver.done]);
+    const r = done.report;
+    expect(r.stopReason).toBe('converged');
+    expect(r.finalThrottlePercent).toBeGreaterThanOrEqual(20);
+    expect(vm.throttleHistory.at(-1)).toBe(0); // reset at the end
+    expect(r.roundStats.at(-1)!.bytesSent).toBeLessThan(2 * MiB);
+  });
+
+  it('run is legal once', async () => {
+    const vm = fakeVm({ pageCount: 64 });
+    const h = createHarness({ vm });
+    await Promise.all([h.sender.run(), h.receiver.done]);
+    await expect(h.sender.run()).rejects.toBeInstanceOf(InvalidTransitionError);
+  });
+});
