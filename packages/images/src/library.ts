@@ -116,13 +116,11 @@ export class ImageLibrary {
     if (memory.byteLength < manifest.memoryBytes) throw new MemoryTooSmallError(imageId, manifest.memoryBytes, memory.byteLength);
     const last = manifest.pages.at(-1);
     if (last && last[0] >= memory.pageCount) throw new MemoryTooSmallError(imageId, (last[0] + 1) * PAGE_SIZE_BYTES, memory.byteLength);
-    const scratch = new Uint8Array(PAGE_SIZE_BYTES);
-    const written: number[] = [];
-    for (const [guestPage, key] of manifest.pages) {
-      await this.pool.read(key, scratch);
-      memory.writePage(guestPage, scratch);
-      written.push(guestPage);
-    }
+    const written: number[] = manifest.pages.map(([guestPage]) => guestPage);
+    await this.pool.readMany(
+      manifest.pages.map(([, key]) => key),
+      (i, bytes) => memory.writePage(written[i]!, bytes),
+    );
     const record = writeGuestConfig(memory, { ...config, imageId }, options);
     written.push(GUEST_CONFIG_PAGE);
     dirtyLog.markEverWritten(written);

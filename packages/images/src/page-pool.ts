@@ -15,6 +15,8 @@ import { ImageLibraryFormatError, PoolPageCorruptedError } from './errors.ts';
 
 const POOL_FILE = 'pool.bin';
 const INDEX_FILE = 'pool.idx';
+/** Most pages readMany fetches with one read. */
+const MAX_RUN_PAGES = 256;
 const KEY_PATTERN = /^[0-9a-f]{16}(-[0-9]+)?$/;
 
 /** The 16-hex-digit digest part of a pool key. */
@@ -100,6 +102,38 @@ export class PagePool {
     if (bytesRead !== PAGE_SIZE_BYTES) throw new PoolPageCorruptedError(key, slot, `short read of ${bytesRead} bytes`);
     const digest = pageKeyDigest(into);
     if (digest !== digestOfKey(key)) throw new PoolPageCorruptedError(key, slot, `bytes hash to ${digest}`);
+  }
+
+  /**
+   * Reads the pages stored under `keys`, calling `onPage(i, bytes)` for each `keys[i]` once its
+   * bytes are verified (`bytes` is valid only during the call). Reads runs of adjacent slots with
+   * one read each (at most MAX_RUN_PAGES), in slot order. Throws PoolPageCorruptedError.
+   */
+  async readMany(keys: readonly string[], onPage: (index: number, bytes: Uint8Array) => void): Promise<void> {
+    const order = keys.map((key, index) => {
+      const slot = this.slots.get(key);
+      if (slot === undefined) throw new PoolPageCorruptedError(key, -1, 'no such key in the pool');
+      return { key, index, slot };
+    });
+    order.sort((a, b) => a.slot - b.slot);
+    const buffer = new Uint8Array(MAX_RUN_PAGES * PAGE_SIZE_BYTES);
+    for (let start = 0; start < order.length; ) {
+      let end = start + 1;
+      while (end < order.length && end - start < MAX_RUN_PAGES && order[end]!.slot - order[start]!.slot === end - start) end++;
+      const first = order[start]!.slot;
+      const bytes = (end - start) * PAGE_SIZE_BYTES;
+      const { bytesRead } = await this.file.read(buffer, 0, bytes, first * PAGE_SIZE_BYTES);
+      for (let i = start; i < end; i++) {
+        const { key, index, slot } = order[i]!;
+        const offset = (slot - first) * PAGE_SIZE_BYTES;
+        if (offset + PAGE_SIZE_BYTES > bytesRead) throw new PoolPageCorruptedError(key, slot, 'short read');
+        const page = buffer.subarray(offset, offset + PAGE_SIZE_BYTES);
+        const digest = pageKeyDigest(page);
+        if (digest !== digestOfKey(key)) throw new PoolPageCorruptedError(key, slot, `bytes hash to ${digest}`);
+        onPage(index, page);
+      }
+      start = end;
+    }
   }
 
   /**
