@@ -197,3 +197,41 @@ describe('ferry events and connection', () => {
     }
   });
 });
+
+describe('ferry lifecycle commands', () => {
+  it('stop, start, suspend, resume on another host, snapshot, clone and delete each print the VM in its new state', async () => {
+    const state = async (args: string[]): Promise<Record<string, unknown>> => {
+      const { status, out } = await ferry([...args, '--json']);
+      expect(status).toBe(EXIT_OK);
+      return JSON.parse(out) as Record<string, unknown>;
+    };
+    expect(await state(['stop', 'vm-1'])).toMatchObject({ id: 'vm-1', state: 'stopped' });
+    expect(await state(['start', 'vm-1'])).toMatchObject({ state: 'running' });
+    expect(await state(['suspend', 'vm-1'])).toMatchObject({ state: 'suspended' });
+    expect(await state(['resume', 'vm-1', '--host', 'host-2'])).toMatchObject({ state: 'running', host: 'host-2' });
+    expect(fake.requests.at(-1)).toMatchObject({ path: '/api/v1/vms/vm-1/resume', body: { host: 'host-2' } });
+    expect(await state(['snapshot', 'vm-1', '--name', 'before-upgrade'])).toMatchObject({ vm: 'vm-1', name: 'before-upgrade' });
+    expect(await state(['clone', 'vm-1', '--name', 'web-copy'])).toMatchObject({ id: 'vm-3', name: 'web-copy' });
+    expect(await state(['delete', 'vm-3'])).toMatchObject({ id: 'vm-3', state: 'deleted' });
+    const again = await ferry(['resume', 'vm-1']);
+    expect(again.status).toBe(EXIT_FAILED);
+    expect(again.err).toContain('resume needs suspended');
+  });
+
+  it('drain, drain --cancel and undrain call the host routes', async () => {
+    expect((await ferry(['drain', 'host-1'])).out).toMatch(/^drain\s+running$/m);
+    expect(JSON.parse((await ferry(['drain', 'host-1', '--cancel', '--json'])).out)).toMatchObject({ host: 'host-1', state: 'cancelled' });
+    expect(JSON.parse((await ferry(['undrain', 'host-3', '--json'])).out)).toMatchObject({ id: 'host-3', state: 'up' });
+    expect(fake.requests.map((r) => r.path)).toEqual(['/api/v1/hosts/host-1/drain', '/api/v1/hosts/host-1/drain/cancel', '/api/v1/hosts/host-3/undrain']);
+  });
+
+  it('wws prints the samples and the working set; capture prints the new image', async () => {
+    const wws = await ferry(['wws', 'vm-2', '--samples', '3', '--interval', '100']);
+    expect(wws.status).toBe(EXIT_OK);
+    expect(wws.out.split('\n').filter((l) => /^\s*\d+ ms/.test(l))).toHaveLength(3);
+    expect(wws.out).toContain('writable working set: 420 pages');
+    expect(fake.requests.at(-1)?.path).toBe('/api/v1/vms/vm-2/wws');
+    const captured = await ferry(['capture', 'vm-2', '--name', 'my-lamp', '--json']);
+    expect(JSON.parse(captured.out)).toMatchObject({ id: 'my-lamp', uniquePages: 40 });
+  });
+});

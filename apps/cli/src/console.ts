@@ -148,7 +148,6 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
         err: out,
         connection: { url: options.url, token: options.token },
         signal: running.signal,
-        name: '',
       });
       if (words[0] !== 'show' && words[0] !== 'hosts' && words[0] !== 'vms') cache = undefined; // ids may have changed
     } finally {

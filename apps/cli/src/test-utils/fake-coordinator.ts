@@ -243,6 +243,59 @@ export class FakeCoordinator {
         vm.state = 'stopped';
         return [200, vm];
       }
+      case `POST ${R.vmSuspend}`: {
+        const vm = this.vm(id);
+        if (vm.state !== 'running') throw new ApiError('FERRY_ERR_INVALID_STATE', `cannot suspend ${vm.id}: it is ${vm.state}`);
+        vm.state = 'suspended';
+        return [200, vm];
+      }
+      case `POST ${R.vmResume}`: {
+        const vm = this.vm(id);
+        if (vm.state !== 'suspended') throw new ApiError('FERRY_ERR_INVALID_STATE', `cannot resume ${vm.id}: it is ${vm.state}, resume needs suspended`);
+        vm.state = 'running';
+        const host = (body as { host?: string } | undefined)?.host;
+        if (host) vm.host = host;
+        return [200, vm];
+      }
+      case `POST ${R.vmSnapshot}`: {
+        const vm = this.vm(id);
+        return [201, { id: `snap-1`, vm: vm.id, name: (body as { name?: string } | undefined)?.name ?? 'snap-1', host: vm.host, memoryBytes: vm.memoryBytes, createdAt: NOW }];
+      }
+      case `POST ${R.vmClone}`: {
+        const source = this.vm(id);
+        const clone: Mutable<Vm> = { ...source, id: `vm-${this.nextVm++}`, name: (body as { name?: string } | undefined)?.name ?? `${source.name}-clone`, ip: `10.0.0.${100 + this.nextVm}` };
+        this.vms.push(clone);
+        return [201, clone];
+      }
+      case `DELETE ${R.vm}`: {
+        const vm = this.vm(id);
+        vm.state = 'deleted';
+        return [200, vm];
+      }
+      case `GET ${R.vmWws}`: {
+        const vm = this.vm(id);
+        const n = Number(query.get('samples') ?? 5);
+        const intervalMs = Number(query.get('intervalMs') ?? 200);
+        const samples = Array.from({ length: n }, (_, i) => ({ atMs: (i + 1) * intervalMs, intervalMs, dirtyPages: 300 + i, dirtyRatePagesPerSec: ((300 + i) * 1000) / intervalMs }));
+        return [200, { vm: vm.id, samples, wwsPages: 420, wwsBytes: 420 * 4096, memoryBytes: vm.memoryBytes }];
+      }
+      case `POST ${R.images}`: {
+        const b = body as { vm: string; name: string; description?: string };
+        const vm = this.vm(b.vm);
+        const image: Image = { id: b.name, name: b.name, description: b.description ?? '', memoryBytes: vm.memoryBytes, diskBytes: vm.diskBytes, pages: 900, uniquePages: 40, sharedPages: 860 };
+        this.images.push(image);
+        return [201, image];
+      }
+      case `POST ${R.hostDrainCancel}`:
+        return [200, { host: id, state: 'cancelled', vmsTotal: 1, vmsMoved: 0, migrations: [] }];
+      case `POST ${R.hostUndrain}`: {
+        const host = this.hosts.find((h) => h.id === id);
+        if (!host) throw new ApiError('FERRY_ERR_UNKNOWN_HOST', `no host "${id}"`);
+        if (host.state !== 'maintenance') throw new ApiError('FERRY_ERR_INVALID_STATE', `host ${host.id} is ${host.state}, not in maintenance`);
+        const up = { ...host, state: 'up' as const };
+        this.hosts[this.hosts.indexOf(host)] = up;
+        return [200, up];
+      }
       case `GET ${R.migrations}`:
         return [200, this.migrations];
       case `GET ${R.migration}`: {
