@@ -134,6 +134,11 @@ export class MigrationReceiver {
     return this.current;
   }
 
+  /** Whether guest memory for the incoming VM is allocated now (only between an accepted hello and the end). */
+  get hasMemory(): boolean {
+    return this.memory !== undefined;
+  }
+
   /** Stats so far (live object; read only). */
   get receiverStats(): Readonly<ReceiverStats> {
     return this.stats;
