@@ -125,7 +125,7 @@ describe('MigrationSender and MigrationReceiver', () => {
   it('an abort from the commit point resumes the source and never activates the destination', async () => {
     const vm = fakeVm({ pageCount: 2048, writesPerSec: 10_000 }).start();
     let asked = 0;
-    const h = createHarness({ vm, commit: async () => (asked++, 'abort') });
+    const h = createHarness({ vm, commit: async () => (asked++, 'abort' as const) });
     await expect(h.sender.run()).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_ABORTED' });
     await expect(h.receiver.done).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_CANCELLED' });
     expect(asked).toBe(1);
