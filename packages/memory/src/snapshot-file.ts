@@ -39,6 +39,8 @@ const TAIL_BYTES = 24;
 const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 const IO_CHUNK_PAGES = 2048; // 8 MiB per read/write call
 const PAGE_WORDS = PAGE_SIZE_BYTES / 4;
+const READ_GAP_PAGES = 16;
+const WRITES_IN_FLIGHT = 16;
 
 /** The non-memory part of a VM's state as stored in a snapshot file. */
 export interface SnapshotState {
@@ -130,16 +132,28 @@ export class SnapshotWriter {
     for (let p = first; p < first + count; p++) this.map[p >>> 3] = this.map[p >>> 3]! | (1 << (p & 7));
   }
 
-  /** Writes `pages` (ascending page indices), coalescing contiguous pages into one write each. */
+  /** Writes `pages` (ascending page indices), one write per run of contiguous pages, several in flight. */
   async writePages(memory: GuestMemory, pages: ArrayLike<number>): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
+    let failure: { err: unknown } | undefined;
     let i = 0;
-    while (i < pages.length) {
+    while (i < pages.length && !failure) {
       const first = pages[i]!;
       let count = 1;
       while (i + count < pages.length && pages[i + count] === first + count && count < IO_CHUNK_PAGES) count++;
-      await this.writeRun(memory, first, count);
+      const write: Promise<void> = this.writeRun(memory, first, count).then(
+        () => void inFlight.delete(write),
+        (err: unknown) => {
+          inFlight.delete(write);
+          failure ??= { err };
+        },
+      );
+      inFlight.add(write);
+      if (inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(inFlight);
       i += count;
     }
+    await Promise.all(inFlight);
+    if (failure) throw failure.err;
   }
 
   /**
@@ -348,10 +362,13 @@ async function readPagesAndDigest(fh: FileHandle, path: string, memory: GuestMem
     const end = Math.min(chunk + IO_CHUNK_PAGES, memory.pageCount);
     const reads: Promise<void>[] = [];
     while (cursor < stored.length && stored[cursor]! < end) {
+      // One read per span of stored pages; short holes between them are read too (they read as
+      // zero into memory that is zero): far fewer calls for scattered pages.
       const first = stored[cursor]!;
-      let count = 1;
-      while (cursor + count < stored.length && stored[cursor + count] === first + count && first + count < end) count++;
-      cursor += count;
+      let last = first;
+      cursor++;
+      while (cursor < stored.length && stored[cursor]! < end && stored[cursor]! - last <= READ_GAP_PAGES) last = stored[cursor++]!;
+      const count = last - first + 1;
       const view = memory.pages(first, count);
       reads.push(readExactly(fh, path, view, SNAPSHOT_HEADER_BYTES + (first << PAGE_SHIFT)));
     }
