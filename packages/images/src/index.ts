@@ -8,3 +8,4 @@ export type { AccessRule, GuestConfig, GuestConfigRecord, WriteGuestConfigOption
 export { MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest.ts';
 export type { ImageManifest } from './manifest.ts';
 export { PagePool, pageKeyDigest } from './page-pool.ts';
+export { exportImageFile, importImageFile, IMAGE_FILE_KIND } from './image-file.ts';

@@ -112,6 +112,20 @@ export class ImageLibrary {
    * Every page read is verified against its pool key (PoolPageCorruptedError).
    */
   async provision(imageId: string, memory: GuestMemory, dirtyLog: DirtyLog, config: Omit<GuestConfig, 'imageId'>, options: WriteGuestConfigOptions = {}): Promise<ProvisionReport> {
+    const written = await this.copyInto(imageId, memory);
+    const record = writeGuestConfig(memory, { ...config, imageId }, options);
+    written.push(GUEST_CONFIG_PAGE);
+    dirtyLog.markEverWritten(written);
+    const pagesCopied = written.length - 1;
+    return { imageId, pagesCopied, bytesCopied: pagesCopied * PAGE_SIZE_BYTES, writtenPages: written, config: record };
+  }
+
+  /**
+   * Copies an image's pages into `memory` (fresh, all zero, at least the image's memoryBytes)
+   * without any run-time configuration; returns the guest pages written, ascending. For exporting
+   * an image and for callers that configure the guest themselves.
+   */
+  async copyInto(imageId: string, memory: GuestMemory): Promise<number[]> {
     const manifest = await this.manifestOf(imageId);
     if (memory.byteLength < manifest.memoryBytes) throw new MemoryTooSmallError(imageId, manifest.memoryBytes, memory.byteLength);
     const last = manifest.pages.at(-1);
@@ -121,10 +135,7 @@ export class ImageLibrary {
       manifest.pages.map(([, key]) => key),
       (i, bytes) => memory.writePage(written[i]!, bytes),
     );
-    const record = writeGuestConfig(memory, { ...config, imageId }, options);
-    written.push(GUEST_CONFIG_PAGE);
-    dirtyLog.markEverWritten(written);
-    return { imageId, pagesCopied: manifest.pages.length, bytesCopied: manifest.pages.length * PAGE_SIZE_BYTES, config: record };
+    return written;
   }
 
   /**
@@ -266,6 +277,8 @@ export interface ProvisionReport {
   readonly imageId: string;
   readonly pagesCopied: number;
   readonly bytesCopied: number;
+  /** Guest pages written, ascending, page 1 (the config) last: pass to Vm.restore's `writtenPages`. */
+  readonly writtenPages: readonly number[];
   readonly config: GuestConfigRecord;
 }
 
