@@ -43,7 +43,7 @@ export interface ConsolidationOptions {
 export interface RebalanceOptions {
   /** Stop when max − min dominant share is at most this. Default 0.1. */
   readonly targetSpread?: number;
-  /** Stop after this many migrations. Default: the number of up hosts. */
+  /** Stop after this many migrations. Default: the number of VMs. */
   readonly maxMigrations?: number;
 }
 
@@ -215,9 +215,7 @@ export function loadSpread(m: ClusterModel): number {
  */
 export function planRebalanceOn(m: ClusterModel, weights: SoftWeights, opts: RebalanceOptions = {}): RebalancePlan {
   const target = opts.targetSpread ?? 0.1;
-  let upHosts = 0;
-  for (let h = 0; h < m.size; h++) if (m.state[h] === STATE_UP) upHosts++;
-  const maxMigrations = opts.maxMigrations ?? upHosts;
+  const maxMigrations = opts.maxMigrations ?? m.vms.size;
   const spreadBefore = loadSpread(m);
   const migrations: Migration[] = [];
   const stuck = new Uint8Array(m.capCpu.length);
@@ -239,8 +237,9 @@ export function planRebalanceOn(m: ClusterModel, weights: SoftWeights, opts: Reb
       const share = (used: number, d: number, cap: number): number => (cap > 0 ? (used + d) / cap : 0);
       const hiAfter = Math.max(share(m.usedCpu[hi]!, -vm.cpus, m.capCpu[hi]!), share(m.usedMem[hi]!, -vm.memoryBytes, m.capMem[hi]!), share(m.usedDisk[hi]!, -vm.diskBytes, m.capDisk[hi]!));
       const loAfter = Math.max(share(m.usedCpu[lo]!, vm.cpus, m.capCpu[lo]!), share(m.usedMem[lo]!, vm.memoryBytes, m.capMem[lo]!), share(m.usedDisk[lo]!, vm.diskBytes, m.capDisk[lo]!));
+      // Both new loads must land strictly inside (min, max): the spread then never widens.
       const peak = Math.max(hiAfter, loAfter);
-      if (peak < bestPeak) { bestPeak = peak; bestVm = vm; }
+      if (peak < bestPeak && Math.min(hiAfter, loAfter) > loLoad + 1e-12) { bestPeak = peak; bestVm = vm; }
     }
     if (!bestVm) { stuck[hi] = 1; continue; }
     migrations.push(step(m, bestVm, lo));
