@@ -49,7 +49,7 @@ while (Atomics.load(ctl, STOP) === 0) {
     let ahead = dueMs - (performance.now() - started);
     if (ahead < -100) dueMs = performance.now() - started; // do not catch up after a pause
     while (ahead > 0 && Atomics.load(ctl, PAUSE) === 0 && Atomics.load(ctl, STOP) === 0) {
-      Atomics.wait(sleeper, 0, 0, Math.min(ahead, 10));
+      Atomics.wait(sleeper, 0, 0, Math.min(ahead, 1));
       ahead = dueMs - (performance.now() - started);
     }
   } else if (throttle > 0) {
