@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { completeLine, splitLine, startConsole } from './console.ts';
@@ -12,7 +15,7 @@ afterEach(async () => {
   await fake.close();
 });
 
-const IDS = { vms: ['vm-1', 'vm-2', 'vm-10'], hosts: ['host-1', 'host-2'] };
+const IDS = { vms: ['vm-1', 'vm-2', 'vm-10'], hosts: ['host-1', 'host-2'], images: ['base-os', 'lamp'] };
 
 describe('console completion', () => {
   it('completes command names in first position', () => {
@@ -29,6 +32,7 @@ describe('console completion', () => {
     expect(completeLine('show ', IDS)[0]).toEqual(['host-1', 'host-2', 'vm-1', 'vm-10', 'vm-2']);
     expect(completeLine('stop vm-1 ', IDS)).toEqual([[], '']); // the VM argument is already given
     expect(completeLine('hosts ', IDS)).toEqual([[], '']);
+    expect(completeLine('run --image l', IDS)).toEqual([['lamp'], 'l']);
   });
 
   it('splits lines like a shell', () => {
@@ -85,6 +89,23 @@ describe('console session', () => {
     await c.waitFor(/vm-1\s+vm-2/);
     c.handle.close();
     await c.handle.closed;
+  });
+
+  it('keeps history in a file across sessions, newest first', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-console-'));
+    try {
+      const historyPath = join(dir, 'history');
+      const input1 = new PassThrough();
+      const one = startConsole({ url: fake.url, token: TOKEN, input: input1, output: new PassThrough(), historyPath });
+      input1.end('hosts\nvms\n');
+      await one.closed;
+      const two = startConsole({ url: fake.url, token: TOKEN, input: new PassThrough(), output: new PassThrough(), historyPath });
+      expect(two.history()).toEqual(['vms', 'hosts']);
+      two.close();
+      await two.closed;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('closes at end of input after the last command finishes', async () => {

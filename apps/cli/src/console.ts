@@ -1,5 +1,6 @@
+import { appendFileSync, readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
-import { API_ROUTES, type Host, type Migration, type Vm } from '@ferry/protocol';
+import { API_ROUTES, type Host, type Image, type Vm } from '@ferry/protocol';
 import { ApiClient } from './client.ts';
 import { COMMAND_NAMES, HOST_ARG_COMMANDS, HOST_OPTIONS, VM_ARG_COMMANDS, runCommand } from './commands.ts';
 
@@ -18,6 +19,8 @@ export interface ConsoleOptions {
   readonly terminal?: boolean;
   /** Earlier history, newest first (readline's order). */
   readonly history?: readonly string[];
+  /** A file to load history from and append each line to (e.g. `.ferry/console-history`). */
+  readonly historyPath?: string;
   /** Prints a banner line on start (default true). */
   readonly banner?: boolean;
 }
@@ -36,6 +39,7 @@ export interface ConsoleHandle {
 export interface CompletionIds {
   readonly vms: readonly string[];
   readonly hosts: readonly string[];
+  readonly images?: readonly string[];
 }
 
 /** Splits a console line into words: whitespace-separated, with '…' and "…" quoting and \ escapes. */
@@ -85,6 +89,7 @@ export function completeLine(line: string, ids: CompletionIds): [string[], strin
     const previous = words[words.length - 1]!;
     const positional = words.slice(1).filter((w, i, all) => !w.startsWith('-') && !(i > 0 && all[i - 1]!.startsWith('--') && !['--watch', '--json', '--follow', '--force', '--auto-converge', '--affinity', '--anti-affinity', '--cancel', '--wait'].includes(all[i - 1]!)));
     if (HOST_OPTIONS.includes(previous)) candidates = ids.hosts;
+    else if (previous === '--image') candidates = ids.images ?? [];
     else if (command === 'help') candidates = COMMAND_NAMES;
     else if (positional.length > 0 || current.startsWith('-')) candidates = [];
     else if (VM_ARG_COMMANDS.includes(command)) candidates = ids.vms;
@@ -109,17 +114,23 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
   let cache: { at: number; ids: CompletionIds } | undefined;
   const fetchIds = async (): Promise<CompletionIds> => {
     if (cache && Date.now() - cache.at < ID_CACHE_MS) return cache.ids;
-    const [vms, hosts] = await Promise.all([client.get<Vm[]>(API_ROUTES.vms).catch(() => [] as Vm[]), client.get<Host[]>(API_ROUTES.hosts).catch(() => [] as Host[])]);
-    const ids = { vms: vms.filter((v) => v.state !== 'deleted').map((v) => v.id), hosts: hosts.map((h) => h.id) };
+    const [vms, hosts, images] = await Promise.all([
+      client.get<Vm[]>(API_ROUTES.vms).catch(() => [] as Vm[]),
+      client.get<Host[]>(API_ROUTES.hosts).catch(() => [] as Host[]),
+      client.get<Image[]>(API_ROUTES.images).catch(() => [] as Image[]),
+    ]);
+    const ids = { vms: vms.filter((v) => v.state !== 'deleted').map((v) => v.id), hosts: hosts.map((h) => h.id), images: images.map((i) => i.id) };
     cache = { at: Date.now(), ids };
     return ids;
   };
+  const loaded = options.historyPath ? loadHistory(options.historyPath) : [];
+  const initialHistory = [...(options.history ?? []), ...loaded];
   const rl: Interface = createInterface({
     input: options.input,
     output: options.output,
     terminal,
     prompt: options.prompt ?? 'ferry> ',
-    history: [...(options.history ?? [])],
+    history: [...initialHistory],
     historySize: 1000,
     removeHistoryDuplicates: true,
     completer: (line: string, callback: (err: Error | null, result: [string[], string]) => void) => {
@@ -129,7 +140,7 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
       );
     },
   });
-  const history: string[] = [...(options.history ?? [])];
+  const history: string[] = [...initialHistory];
   let running: AbortController | undefined;
   let queue = Promise.resolve();
   let closing = false;
@@ -157,7 +168,16 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
 
   rl.on('line', (line) => {
     const trimmed = line.trim();
-    if (trimmed && history[0] !== trimmed) history.unshift(trimmed);
+    if (trimmed && history[0] !== trimmed) {
+      history.unshift(trimmed);
+      if (options.historyPath) {
+        try {
+          appendFileSync(options.historyPath, `${trimmed.replace(/\n/g, ' ')}\n`);
+        } catch {
+          // history is a convenience: an unwritable file must not stop the console
+        }
+      }
+    }
     queue = queue.then(() => runLine(trimmed)).then(() => {
       if (!closing) rl.prompt();
     });
@@ -181,4 +201,13 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
   if (options.banner !== false) out(`Ferry console on ${options.url}. Type help for commands, Tab to complete, exit to leave.\n`);
   rl.prompt();
   return { closed, close: () => rl.close(), history: () => [...history] };
+}
+
+/** Lines of a history file, newest first; empty if it cannot be read. Keeps the last 1000. */
+function loadHistory(path: string): string[] {
+  try {
+    return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '').slice(-1000).reverse();
+  } catch {
+    return [];
+  }
 }
