@@ -102,6 +102,10 @@ describe('ferry CLI errors', () => {
     const cpus = await ferry(['run', '--image', 'lamp', '--cpus', 'two', '--memory', '1G', '--json']);
     expect(cpus.status).toBe(EXIT_USAGE);
     expect(JSON.parse(cpus.out).error.code).toBe('FERRY_ERR_USAGE');
+    const bandwidth = await ferry(['migrate', 'vm-1', '--bandwidth', 'fast', '--json']);
+    expect(bandwidth.status).toBe(EXIT_USAGE);
+    expect(JSON.parse(bandwidth.out).error).toMatchObject({ code: 'FERRY_ERR_INVALID_SIZE' });
+    expect(await ferry(['migrate', '--json'])).toMatchObject({ status: EXIT_USAGE });
     const unknown = await ferry(['frobnicate']);
     expect(unknown.status).toBe(EXIT_USAGE);
     expect(unknown.err).toMatch(/unknown command 'frobnicate'/);
