@@ -1,0 +1,13 @@
+export { startCoordinator, DEFAULT_COORDINATOR_PORT } from './coordinator.ts';
+export type { CoordinatorOptions, RunningCoordinator } from './coordinator.ts';
+export type { CoordinatorContext, CoordinatorModule } from './modules.ts';
+export { HostRegistry, toApiHost } from './hosts.ts';
+export type { HostView, HostAdminState } from './hosts.ts';
+export { EventBus } from './events.ts';
+export type { EventRefs } from './events.ts';
+export { AgentLinks } from './agent-links.ts';
+export type { MigrationReservation, AgentLinksOptions } from './agent-links.ts';
+export { CoordinatorError, InvalidTransitionError, UnknownHostError, AgentRequestError } from './errors.ts';
+export { writeFileAtomic, openStateDir, loadOrCreateToken } from './state-dir.ts';
+export { createLogger } from './logger.ts';
+export { sendJson, sendError } from './http-api.ts';
