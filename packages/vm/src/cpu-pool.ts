@@ -1,4 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { build } from 'esbuild';
 import { PoolClosedError, VmError, WorkloadLoadError } from './errors.ts';
 import type { FromWorker, ToWorker, VcpuBinding, WorkerInit } from './worker-protocol.ts';
 
@@ -36,8 +41,9 @@ export class CpuPool {
   private readonly pending = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
   private readonly faultHandlers = new Map<string, (message: string) => void>();
   private closed = false;
+  private starting: Promise<void> | undefined;
 
-  /** Starts `pcpus` worker threads (default 2). */
+  /** A pool of `pcpus` worker threads (default 2), started when the first VM is placed. */
   constructor(options: CpuPoolOptions = {}) {
     const pcpus = options.pcpus ?? 2;
     const sliceMs = options.sliceMs ?? 2;
@@ -45,13 +51,21 @@ export class CpuPool {
     if (!(sliceMs > 0 && sliceMs <= 1000)) throw new VmError('FERRY_ERR_POOL_OPTIONS', `sliceMs must be in (0, 1000], got ${sliceMs}`);
     this.pcpus = pcpus;
     this.sliceMs = sliceMs;
-    for (let i = 0; i < pcpus; i++) this.workers.push(this.spawn(i));
   }
 
-  private spawn(index: number): PcpuWorker {
+  /** Starts the worker threads on first use (the worker bundle is built asynchronously once per process). */
+  private async started(): Promise<void> {
+    this.starting ??= workerSourceUrl().then((url) => {
+      if (this.closed) throw new PoolClosedError();
+      for (let i = 0; i < this.pcpus; i++) this.workers.push(this.spawn(i, url));
+    });
+    await this.starting;
+  }
+
+  private spawn(index: number, source: URL): PcpuWorker {
     const doorbell = new SharedArrayBuffer(4);
-    const init: WorkerInit = { doorbell, sliceMs: this.sliceMs };
-    const worker = new Worker(new URL('./worker-entry.mjs', import.meta.url), { workerData: init, name: `ferry-pcpu-${index}` });
+    const init: WorkerInit = { doorbell, sliceMs: this.sliceMs, tsxApiUrl: TSX_API_URL };
+    const worker = new Worker(source, { workerData: init, name: `ferry-pcpu-${index}` });
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.onMessage(msg));
     worker.on('error', (err) => {
@@ -85,6 +99,7 @@ export class CpuPool {
   /** Places `bindings` (one VM's vCPUs) on the least-loaded workers; resolves once every worker took its vCPU. */
   async attach(bindings: readonly VcpuBinding[], onFault: (vcpu: number, message: string) => void): Promise<PlacedVcpus> {
     if (this.closed) throw new PoolClosedError();
+    await this.started();
     const workers: number[] = [];
     for (const b of bindings) {
       let best = 0;
@@ -125,9 +140,9 @@ export class CpuPool {
     }
   }
 
-  /** vCPUs scheduled on each pCPU worker. */
+  /** vCPUs scheduled on each pCPU worker (all zero before the first VM starts). */
   vcpusPerPcpu(): number[] {
-    return this.workers.map((w) => w.vcpus);
+    return this.workers.length ? this.workers.map((w) => w.vcpus) : new Array<number>(this.pcpus).fill(0);
   }
 
   /** Stops every worker thread. VMs still attached stop running; call after stopping them. Idempotent. */
@@ -138,4 +153,34 @@ export class CpuPool {
     this.pending.clear();
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
   }
+}
+
+const TSX_API_URL = tsxEsmApiUrl();
+
+/** file: URL of tsx's ESM API (the `import` condition of its `./esm/api` export). */
+function tsxEsmApiUrl(): string {
+  const manifestPath = createRequire(import.meta.url).resolve('tsx/package.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(join(dirname(manifestPath), manifest.exports['./esm/api']!.import.default)).href;
+}
+let workerSource: Promise<URL> | undefined;
+
+/**
+ * The pCPU worker as one plain-JS ES module (a data: URL), bundled once per process from
+ * vcpu-worker.ts with esbuild's async API (a short-lived esbuild child process, nothing resident
+ * in this process). Worker threads do not inherit the TypeScript loader of the thread that starts
+ * them (tsx, vitest), and loading tsx in every worker costs ~25 MB of RSS per worker; tsx is
+ * registered in a worker only if it loads a TypeScript workload module.
+ */
+function workerSourceUrl(): Promise<URL> {
+  workerSource ??= build({
+    entryPoints: [fileURLToPath(new URL('./vcpu-worker.ts', import.meta.url))],
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    write: false,
+    logLevel: 'silent',
+  }).then((out) => new URL('data:text/javascript,' + encodeURIComponent(out.outputFiles[0]!.text)));
+  return workerSource;
 }

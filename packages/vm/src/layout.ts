@@ -7,6 +7,11 @@ export const RESERVED_PAGES = 2;
 export const GUEST_INFO_PAGE = 0;
 /** The run-time configuration page (hostname, IP, credentials), written by @ferry/images. */
 export const CONFIG_PAGE = 1;
+/**
+ * Guest page size: the same as PAGE_SIZE_BYTES of @ferry/memory, repeated here so the pCPU worker
+ * bundle (see cpu-pool.ts) needs nothing of @ferry/memory; a test checks that they agree.
+ */
+export const PAGE_BYTES = 4096;
 /** Largest vCPU count of one VM. */
 export const MAX_VCPUS = 64;
 

@@ -66,6 +66,7 @@ interface Entry {
 
 let entries: Entry[] = [];
 let closing = false;
+let tsxRegistered = false;
 
 function post(msg: FromWorker): void {
   port.postMessage(msg);
@@ -84,6 +85,11 @@ async function loadWorkload(b: VcpuBinding): Promise<Workload> {
   }
   const path = b.modulePath!;
   const url = path.startsWith('file:') ? path : pathToFileURL(path).href;
+  if (/\.[cm]?tsx?$/.test(url) && !tsxRegistered) {
+    const tsx = (await import(init.tsxApiUrl)) as { register: () => void };
+    tsx.register();
+    tsxRegistered = true;
+  }
   const mod = (await import(url)) as { default?: unknown; workload?: unknown };
   const w = isWorkload(mod.default) ? mod.default : mod.workload;
   if (!isWorkload(w)) throw new Error(`${path} exports no Workload (default export or \`workload\` with name and create)`);

@@ -41,4 +41,6 @@ export interface WorkerInit {
   /** Int32Array[1]: bumped and notified by the pool whenever a worker should look again. */
   readonly doorbell: SharedArrayBuffer;
   readonly sliceMs: number;
+  /** file: URL of tsx's ESM API, registered on demand before loading a TypeScript workload module. */
+  readonly tsxApiUrl: string;
 }

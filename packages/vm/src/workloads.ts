@@ -1,4 +1,4 @@
-import { PAGE_SIZE_BYTES } from '@ferry/memory';
+import { PAGE_BYTES as PAGE_SIZE_BYTES } from './layout.ts';
 import type { WorkloadKind } from './spec.ts';
 
 /**
