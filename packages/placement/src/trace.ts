@@ -116,16 +116,27 @@ export function generateTrace(o: TraceOptions): Trace {
 
 function round3(x: number): number { return Math.round(x * 1000) / 1000; }
 
-/** A static trace's arrivals sorted by size, largest first (for offline best-fit decreasing). */
+/**
+ * A static trace's arrivals sorted by size, largest first (for offline best-fit decreasing). Size
+ * is the weighted sum of the request's shares of `capacity`, each resource weighted by its share
+ * of the trace's total demand (FFDSum with demand weights, Panigrahy et al. 2011): the resource
+ * that binds the cluster orders the items, so CPU-heavy VMs are not packed first into hosts whose
+ * memory they then strand.
+ */
 export function sortDecreasing(trace: Trace, capacity: Resources): Trace {
   const byName = new Map(trace.types.map((t) => [t.name, t.demand]));
+  const arrivals = trace.events.filter((e): e is ArriveEvent => e.kind === 'arrive');
+  const share = (d: Resources): [number, number, number] =>
+    [d.cpus / capacity.cpus, d.memoryBytes / capacity.memoryBytes, d.diskBytes / capacity.diskBytes];
+  const w = [0, 0, 0];
+  for (const e of arrivals) {
+    const d = byName.get(e.type);
+    if (d) share(d).forEach((x, r) => { w[r]! += x; });
+  }
   const size = (e: ArriveEvent): number => {
     const d = byName.get(e.type);
-    if (!d) return 0;
-    return Math.max(d.cpus / capacity.cpus, d.memoryBytes / capacity.memoryBytes, d.diskBytes / capacity.diskBytes) +
-      1e-3 * (d.cpus / capacity.cpus + d.memoryBytes / capacity.memoryBytes + d.diskBytes / capacity.diskBytes);
+    return d ? share(d).reduce((a, x, r) => a + x * w[r]!, 0) : 0;
   };
-  const arrivals = trace.events.filter((e): e is ArriveEvent => e.kind === 'arrive');
   const sorted = arrivals.map((e, i) => ({ e, i, s: size(e) })).sort((a, b) => b.s - a.s || a.i - b.i);
   return { ...trace, events: sorted.map(({ e }, i) => ({ ...e, timeSec: i })) };
 }
