@@ -135,6 +135,48 @@ describe('MigrationSender and MigrationReceiver', () => {
     expect(h.receiver.state).toBe('failed');
   });
 
+  it('destination lost after ready: the commit point aborts and the source resumes', async () => {
+    const vm = fakeVm({ pageCount: 1024, writesPerSec: 5_000 }).start();
+    const h = createHarness({
+      vm,
+      commit: async () => {
+        h.source.cut(); // destination dies while the coordinator is asked
+        await new Promise((r) => setTimeout(r, 10));
+        return 'abort' as const;
+      },
+    });
+    await expect(h.sender.run()).rejects.toMatchObject({ code: 'FERRY_ERR_MIGRATION_ABORTED' });
+    await expect(h.receiver.done).rejects.toBeTruthy();
+    expect(vm.isPaused).toBe(false);
+    expect(vm.resumes).toBe(1);
+    expect(h.activated).toBeUndefined();
+  });
+
+  it('destination lost after commit: the migration completes (never resumed on the source), downtime unconfirmed', async () => {
+    const vm = fakeVm({ pageCount: 1024, writesPerSec: 5_000 }).start();
+    const h = createHarness({
+      vm,
+      policy: { activateTimeoutMs: 200 },
+      commit: () => {
+        h.source.cut();
+        return 'commit' as const;
+      },
+    });
+    const done = await h.sender.run();
+    expect(done.report.downtimeMs).toBeUndefined();
+    expect(vm.resumes).toBe(0);
+    expect(vm.isPaused).toBe(true);
+  });
+
+  it('bandwidthLimit holds the page stream to the limit (loose bound)', async () => {
+    const vm = fakeVm({ pageCount: 2048, fillFraction: 1 });
+    const h = createHarness({ vm, policy: { bandwidthLimit: 32 * MiB } });
+    const [done] = await Promise.all([h.sender.run(), h.receiver.done]);
+    // 8 MiB at 32 MiB/s with a 1 MiB burst: at least ~200 ms.
+    expect(done.report.totalMs).toBeGreaterThan(180);
+    expect(done.report.roundStats[0]!.bandwidthBytesPerSec).toBeLessThan(40 * MiB);
+  });
+
   it('a non-converging dirtier stops at maxRounds and reports the larger downtime', async () => {
     const vm = fakeVm({ pageCount: 2048, mode: 'scan', writesPerSec: 40_000, fillFraction: 1 }).start();
     const h = createHarness({ vm, policy: { maxDowntimeMs: 20, maxRounds: 4, bandwidthLimit: 64 * MiB } });
