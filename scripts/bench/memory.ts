@@ -6,6 +6,8 @@ import { mkdtemp, open, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { DirtyLog, GuestMemory, PAGE_SIZE_BYTES } from '@ferry/memory';
 import { CpuPool, RESERVED_PAGES, RegisterBlock, uniformWorkload, Vm } from '@ferry/vm';
 import type { WorkloadContext } from '@ferry/vm';
@@ -31,6 +33,11 @@ interface Result {
   rssBytes: number;
   rssVsGuest: number;
 }
+
+// A full GC before each timed step, so that freeing the previous step's gigabyte (munmap of a
+// released SharedArrayBuffer) is not charged to whichever step happens to trigger the collection.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -127,11 +134,15 @@ async function measureSuspendResume(bytes: number, reps: number): Promise<Pick<R
     for (let rep = 0; rep < reps; rep++) {
       const raw = join(dir, 'raw.bin');
       const file = join(dir, `vm-${rep}.vmss`);
+      gc();
       times.rawWriteMs.push(await rawWrite(raw, vm.memory.bytes));
+      gc();
       let t = performance.now();
       await vm.suspend(file);
       times.suspendMs.push(performance.now() - t);
+      gc();
       times.rawReadMs.push(await rawRead(raw, bytes));
+      gc();
       t = performance.now();
       vm = await Vm.resumeFrom(file, pool, { paused: true });
       times.resumeMs.push(performance.now() - t);

@@ -1,4 +1,6 @@
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SNAPSHOT_HEADER_BYTES, SnapshotFileError } from '@ferry/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuPool } from './cpu-pool.ts';
 import { InvalidThrottleError, InvalidTransitionError, InvalidVmSpecError, MemoryReleasedError } from './errors.ts';
@@ -113,6 +115,19 @@ describe('lifecycle', () => {
     expect(() => vm.memory).toThrow(MemoryReleasedError);
     expect(() => vm.dirtyLog).toThrow(MemoryReleasedError);
     expect(vm.totalSteps()).toBeGreaterThan(0);
+    await vm.delete();
+  });
+
+  it('a corrupted suspend file is refused on resume and the VM stays suspended', async () => {
+    const vm = await vmIn('running');
+    const path = join(dir, 'corrupt.vmss');
+    await vm.suspend(path);
+    const fh = await open(path, 'r+');
+    await fh.write(Buffer.from([0xff, 0xfe]), 0, 2, SNAPSHOT_HEADER_BYTES + 64 * 4096 + 2); // inside the stored spec
+    await fh.close();
+    await expect(vm.resumeSuspended()).rejects.toBeInstanceOf(SnapshotFileError);
+    expect(vm.state).toBe('suspended');
+    expect(() => vm.memory).toThrow(MemoryReleasedError);
     await vm.delete();
   });
 
