@@ -41,6 +41,7 @@ const IO_CHUNK_PAGES = 2048; // 8 MiB per read/write call
 const PAGE_WORDS = PAGE_SIZE_BYTES / 4;
 const READ_GAP_PAGES = 16;
 const WRITES_IN_FLIGHT = 16;
+const WRITE_GAP_PAGES = 8;
 
 /** The non-memory part of a VM's state as stored in a snapshot file. */
 export interface SnapshotState {
@@ -132,7 +133,12 @@ export class SnapshotWriter {
     for (let p = first; p < first + count; p++) this.map[p >>> 3] = this.map[p >>> 3]! | (1 << (p & 7));
   }
 
-  /** Writes `pages` (ascending page indices), one write per run of contiguous pages, several in flight. */
+  /**
+   * Writes `pages` (ascending page indices), several writes in flight. Pages at most
+   * WRITE_GAP_PAGES apart go in one write together with the pages between them: those are written
+   * with their current contents, which is always safe (a page changed later is dirty again and is
+   * written again) and saves a syscall per scattered page.
+   */
   async writePages(memory: GuestMemory, pages: ArrayLike<number>): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     let failure: { err: unknown } | undefined;
@@ -140,7 +146,11 @@ export class SnapshotWriter {
     while (i < pages.length && !failure) {
       const first = pages[i]!;
       let count = 1;
-      while (i + count < pages.length && pages[i + count] === first + count && count < IO_CHUNK_PAGES) count++;
+      let next = i + 1;
+      while (next < pages.length && pages[next]! - (first + count - 1) <= WRITE_GAP_PAGES && pages[next]! - first < IO_CHUNK_PAGES) {
+        count = pages[next]! - first + 1;
+        next++;
+      }
       const write: Promise<void> = this.writeRun(memory, first, count).then(
         () => void inFlight.delete(write),
         (err: unknown) => {
@@ -150,7 +160,7 @@ export class SnapshotWriter {
       );
       inFlight.add(write);
       if (inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(inFlight);
-      i += count;
+      i = next;
     }
     await Promise.all(inFlight);
     if (failure) throw failure.err;
