@@ -32,9 +32,10 @@ export interface WsCeilingOptions extends CeilingOptions {
   readonly mask?: 'bufferutil' | 'zero';
   /**
    * Send path: `ws-send` (one ws.send per message, ws's own framing), `raw` (WsChannel.sendFrame
-   * corked writev of parts), `fragments` (WsChannel.sendFrame, one ws fragment per part). Default `raw`.
+   * corked writev of parts), `fragments` (WsChannel.sendFrame, one ws fragment per part), `copy`
+   * (parts copied into one new buffer per frame, then `raw`). Default `raw`.
    */
-  readonly sendMode?: 'ws-send' | 'raw' | 'fragments';
+  readonly sendMode?: 'ws-send' | 'raw' | 'fragments' | 'copy';
   /** With `raw`/`fragments`, split each frame into this many parts (like runs of guest pages). Default 1. */
   readonly partsPerFrame?: number;
 }
@@ -157,6 +158,7 @@ export async function measureWsCeiling(options: WsCeilingOptions = {}): Promise<
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < messages; i++) {
       if (sendMode === 'ws-send') ws.send(buf, { binary: true, compress: false });
+      else if (sendMode === 'copy') channel.sendFrame([Buffer.concat(parts, frameBytes)]);
       else channel.sendFrame(parts);
       if (ws.bufferedAmount > 8 * 2 ** 20 || channel.needsDrain) await channel.drained();
       else if ((i & 15) === 15) await new Promise((r) => setImmediate(r));
