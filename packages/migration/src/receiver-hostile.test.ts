@@ -48,9 +48,10 @@ async function refused(receiver: MigrationReceiver, code: string): Promise<void>
   expect(receiver.hasMemory).toBe(false);
 }
 
-async function inRound(peer: MemoryChannel<DestinationMessage, SourceMessage>): Promise<void> {
+async function inRound(peer: MemoryChannel<DestinationMessage, SourceMessage>, replies: DestinationMessage[]): Promise<void> {
   peer.send(hello);
-  await new Promise((r) => setTimeout(r, 5)); // the sender waits for hello-accepted before round 1
+  while (replies.length === 0) await new Promise((r) => setTimeout(r, 1)); // a sender waits for hello-accepted
+  expect(replies[0]!.type).toBe('hello-accepted');
   peer.send({ type: 'start-round', round: 1, final: false });
   await new Promise((r) => setTimeout(r, 5));
 }
@@ -104,8 +105,8 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
   });
 
   it('a truncated frame: FERRY_ERR_FRAME_TRUNCATED, the partial VM is dropped', async () => {
-    const { peer, receiver, activated } = setup();
-    await inRound(peer);
+    const { peer, receiver, activated, replies } = setup();
+    await inRound(peer, replies);
     expect(receiver.hasMemory).toBe(true);
     const frame = frameOf([10, 11, 12, 40]);
     peer.sendRawFrame(frame.subarray(0, frame.byteLength - 100));
@@ -114,8 +115,8 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
   });
 
   it('a page index out of range: FERRY_ERR_FRAME_PAGE_RANGE', async () => {
-    const { peer, receiver } = setup();
-    await inRound(peer);
+    const { peer, receiver, replies } = setup();
+    await inRound(peer, replies);
     const frame = frameOf([10]);
     new DataView(frame.buffer).setUint32(16, PAGES, true); // first page = page count
     peer.sendRawFrame(frame);
@@ -123,15 +124,15 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
   });
 
   it('an oversized frame: FERRY_ERR_FRAME_TOO_LARGE', async () => {
-    const { peer, receiver } = setup();
-    await inRound(peer);
+    const { peer, receiver, replies } = setup();
+    await inRound(peer, replies);
     peer.sendRawFrame(frameOf(Array.from({ length: 32 }, (_, i) => i)));
     await refused(receiver, 'FERRY_ERR_FRAME_TOO_LARGE');
   });
 
   it('a reserved page encoding: FERRY_ERR_FRAME_ENCODING', async () => {
-    const { peer, receiver } = setup();
-    await inRound(peer);
+    const { peer, receiver, replies } = setup();
+    await inRound(peer, replies);
     const frame = frameOf([3]);
     new DataView(frame.buffer).setUint8(16 + 6, PAGE_ENCODING.delta);
     peer.sendRawFrame(frame);
@@ -146,8 +147,8 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
   });
 
   it('activate before ready: FERRY_ERR_MIGRATION_UNEXPECTED and never activated', async () => {
-    const { peer, receiver, activated } = setup();
-    await inRound(peer);
+    const { peer, receiver, activated, replies } = setup();
+    await inRound(peer, replies);
     peer.send({ type: 'activate' });
     await refused(receiver, 'FERRY_ERR_MIGRATION_UNEXPECTED');
     expect(activated()).toBe(false);
@@ -155,7 +156,7 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
 
   it('a wrong digest: FERRY_ERR_MIGRATION_DIGEST, never ready', async () => {
     const { peer, receiver, replies } = setup();
-    await inRound(peer);
+    await inRound(peer, replies);
     const frame = frameOf([5, 6]);
     peer.sendRawFrame(frame);
     peer.send({ type: 'end-round', round: 1, pagesSent: 2, bytesSent: frame.byteLength });
@@ -167,8 +168,8 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
   });
 
   it('a round whose counts disagree with what arrived: FERRY_ERR_MIGRATION_ROUND', async () => {
-    const { peer, receiver } = setup();
-    await inRound(peer);
+    const { peer, receiver, replies } = setup();
+    await inRound(peer, replies);
     peer.sendRawFrame(frameOf([5]));
     peer.send({ type: 'end-round', round: 1, pagesSent: 2, bytesSent: 1 });
     await refused(receiver, 'FERRY_ERR_MIGRATION_ROUND');

@@ -257,16 +257,18 @@ export class MigrationSender {
       // Committed: from here on the destination owns the VM; never resume the source.
       this.move('activating');
       let resumedAtMs: number | undefined;
-      if (!this.channel.closed && !this.failure) {
-        this.send({ type: 'activate' });
-        try {
-          resumedAtMs = (await this.expect('activated', this.policy.activateTimeoutMs)).resumedAtMs;
-        } catch {
-          resumedAtMs = undefined; // committed anyway; the report says activation was not confirmed
-        }
+      try {
+        this.channel.send({ type: 'activate' });
+        resumedAtMs = (await this.expect('activated', this.policy.activateTimeoutMs)).resumedAtMs;
+      } catch {
+        resumedAtMs = undefined; // committed anyway; the report says activation was not confirmed
       }
-      this.setThrottle(0);
-      this.channel.close(MIGRATION_CLOSE_CODE.done, 'done');
+      try {
+        this.setThrottle(0);
+        this.channel.close(MIGRATION_CLOSE_CODE.done, 'done');
+      } catch {
+        // committed: a failing throttle reset or close changes nothing
+      }
       this.move('completed');
       return {
         state: 'completed',
@@ -292,6 +294,7 @@ export class MigrationSender {
         },
       };
     } catch (err) {
+      if ((this.current as SenderState) === 'activating' || (this.current as SenderState) === 'completed') throw err; // committed: never resume the source
       const error = err instanceof MigrationError ? err : new MigrationError(errorCodeOf(err), String((err as Error)?.message ?? err), { migrationId: this.migrationId, cause: err });
       await this.rollBack(this.failure ?? error);
       throw this.failure ?? error;
@@ -482,7 +485,9 @@ export class MigrationSender {
   /** Records the first failure and wakes whatever the run is waiting on. */
   private fail(err: MigrationError): void {
     if (this.failure || this.current === 'completed' || this.current === 'activating') return;
-    if (this.current === 'committing' && err instanceof MigrationChannelClosedError) return; // the commit point decides
+    // While the commit point decides, nothing the destination does may resume the source: only the
+    // decision does (the agent answers 'abort' when it learns the destination is gone).
+    if (this.current === 'committing') return;
     this.failure = err;
     this.failNow(err);
   }
