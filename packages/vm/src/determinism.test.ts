@@ -1,10 +1,15 @@
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { memoryDigest } from '@ferry/memory';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuPool } from './cpu-pool.ts';
 import type { VmSpec, WorkloadSpec } from './spec.ts';
 import { firstDifferentPage, sleep, tempDir } from './test-support.ts';
 import { Vm } from './vm.ts';
+import { GuestMemory } from '@ferry/memory';
 
 let pool: CpuPool;
 let dir: string;
@@ -77,4 +82,27 @@ describe('determinism: a VM paused, suspended and resumed mid-run ends byte-iden
       if (name !== 'idle') expect(straight.memory.some((b) => b !== 0)).toBe(true);
     });
   }
+});
+
+describe('determinism across processes', () => {
+  it('a VM suspended here and resumed in another process ends byte-identical to a straight run', async () => {
+    const s = spec('vm-xproc', { kind: 'hotset' });
+    const straight = await runStraight(s);
+    const vm = Vm.create(s, pool);
+    await vm.start();
+    await sleep(80);
+    const file = join(dir, 'xproc.vmss');
+    await vm.suspend(file);
+    expect(vm.totalSteps()).toBeLessThan(3 * STEPS);
+    const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    const child = fileURLToPath(new URL('./fixtures/resume-child.ts', import.meta.url));
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', tsxLoader, child, file], { timeout: 30_000 });
+    const out = JSON.parse(stdout.trim().split('\n').pop()!) as { digest: string; steps: number; pid: number };
+    expect(out.pid).not.toBe(process.pid);
+    expect(out.steps).toBe(3 * STEPS);
+    const expected = new GuestMemory(straight.memory.byteLength / 4096);
+    expected.bytes.set(straight.memory);
+    expect(out.digest).toBe(memoryDigest(expected));
+    await vm.delete();
+  });
 });
