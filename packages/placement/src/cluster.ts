@@ -72,6 +72,14 @@ export class ClusterModel {
   groups = new Map<string, GroupRecord>();
   types = new Map<string, number>();
   freeSlots: number[] = [];
+  /** Slots holding at least one VM (any state), in no order; `activePos[h]` is h's index or -1. */
+  active: number[] = [];
+  activePos = new Int32Array(16).fill(-1);
+  /** Capacity class of each slot (same effective capacity = same class). */
+  classOf = new Int32Array(16);
+  classIds = new Map<string, number>();
+  /** Per class, a min-heap of slots that may be empty and up (checked when read). */
+  emptyHeaps: number[][] = [];
 
   constructor(ratios: OvercommitRatios) {
     for (const [k, v] of Object.entries(ratios)) {
@@ -90,6 +98,8 @@ export class ClusterModel {
     const s = new Uint8Array(n); s.set(this.state); this.state = s;
     const c = new Int32Array(n); c.set(this.vmCount); this.vmCount = c;
     const i = new Int32Array(n); i.set(this.incoming); this.incoming = i;
+    const ap = new Int32Array(n).fill(-1); ap.set(this.activePos); this.activePos = ap;
+    const co = new Int32Array(n); co.set(this.classOf); this.classOf = co;
     const t = new Int32Array(n * MAX_INSTANCE_TYPES); t.set(this.typeCounts); this.typeCounts = t;
     for (const [img, mask] of this.imageMasks) { const m = new Uint8Array(n); m.set(mask); this.imageMasks.set(img, m); }
   }
@@ -137,6 +147,48 @@ export class ClusterModel {
     this.capDisk[i] = c.diskBytes * this.ratios.disk;
     const inv = (x: number): number => (x > 0 ? 1 / x : 0);
     this.invCpu[i] = inv(this.capCpu[i]!); this.invMem[i] = inv(this.capMem[i]!); this.invDisk[i] = inv(this.capDisk[i]!);
+    const key = `${this.capCpu[i]}/${this.capMem[i]}/${this.capDisk[i]}`;
+    let cls = this.classIds.get(key);
+    if (cls === undefined) { cls = this.classIds.size; this.classIds.set(key, cls); this.emptyHeaps.push([]); }
+    this.classOf[i] = cls;
+    this.noteMaybeEmpty(i);
+  }
+
+  /** Offers slot `i` to its class's heap of empty up hosts (stale entries are dropped on read). */
+  noteMaybeEmpty(i: number): void {
+    if (this.state[i] !== STATE_UP || this.vmCount[i] !== 0) return;
+    const heap = this.emptyHeaps[this.classOf[i]!];
+    if (!heap) return;
+    heap.push(i);
+    let c = heap.length - 1;
+    while (c > 0) {
+      const p = (c - 1) >> 1;
+      if (heap[p]! <= heap[c]!) break;
+      const t = heap[p]!; heap[p] = heap[c]!; heap[c] = t; c = p;
+    }
+  }
+
+  /** The lowest empty up slot of capacity class `cls`, or -1. */
+  lowestEmpty(cls: number): number {
+    const heap = this.emptyHeaps[cls];
+    if (!heap) return -1;
+    while (heap.length > 0) {
+      const top = heap[0]!;
+      if (this.state[top] === STATE_UP && this.vmCount[top] === 0 && this.classOf[top] === cls && this.hostIds[top] !== undefined) return top;
+      const last = heap.pop()!;
+      if (heap.length === 0) break;
+      heap[0] = last;
+      let c = 0;
+      for (;;) {
+        const l = 2 * c + 1, r = l + 1;
+        let m = c;
+        if (l < heap.length && heap[l]! < heap[m]!) m = l;
+        if (r < heap.length && heap[r]! < heap[m]!) m = r;
+        if (m === c) break;
+        const t = heap[m]!; heap[m] = heap[c]!; heap[c] = t; c = m;
+      }
+    }
+    return -1;
   }
 
   /** Sets the state of slot `i`. */
@@ -144,6 +196,7 @@ export class ClusterModel {
     const code = STATE_CODE[s];
     if (code === undefined) throw new InvalidPlacementInputError(`unknown host state ${String(s)}`);
     this.state[i] = code;
+    this.noteMaybeEmpty(i);
   }
 
   /** Records that slot `i` has `image` cached (image locality). */
@@ -215,7 +268,7 @@ export class ClusterModel {
     this.usedCpu[i] = (this.usedCpu[i] ?? 0) + vm.cpus;
     this.usedMem[i] = (this.usedMem[i] ?? 0) + vm.memoryBytes;
     this.usedDisk[i] = (this.usedDisk[i] ?? 0) + vm.diskBytes;
-    this.vmCount[i] = (this.vmCount[i] ?? 0) + 1;
+    if ((this.vmCount[i] = (this.vmCount[i] ?? 0) + 1) === 1) { this.activePos[i] = this.active.length; this.active.push(i); }
     const ti = i * MAX_INSTANCE_TYPES + vm.typeIdx;
     this.typeCounts[ti] = (this.typeCounts[ti] ?? 0) + 1;
     this.hostVms[i]?.add(vm.vmId);
@@ -229,6 +282,11 @@ export class ClusterModel {
     if ((this.vmCount[i] = (this.vmCount[i] ?? 0) - 1) === 0) {
       // Clear float drift so an empty host is exactly empty.
       this.usedCpu[i] = 0; this.usedMem[i] = 0; this.usedDisk[i] = 0;
+      const pos = this.activePos[i]!;
+      const last = this.active.pop()!;
+      if (last !== i) { this.active[pos] = last; this.activePos[last] = pos; }
+      this.activePos[i] = -1;
+      this.noteMaybeEmpty(i);
     }
     const ti = i * MAX_INSTANCE_TYPES + vm.typeIdx;
     this.typeCounts[ti] = (this.typeCounts[ti] ?? 0) - 1;
@@ -334,6 +392,8 @@ export class ClusterModel {
     }
     c.types = new Map(this.types);
     c.freeSlots = this.freeSlots.slice();
+    c.active = this.active.slice(); c.activePos = this.activePos.slice(); c.classOf = this.classOf.slice();
+    c.classIds = new Map(this.classIds); c.emptyHeaps = this.emptyHeaps.map((h) => h.slice());
     return c;
   }
 }

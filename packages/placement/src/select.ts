@@ -136,22 +136,33 @@ export function selectHost(m: ClusterModel, q: Query): number {
   const g = q.group;
   const shortCircuit = q.strategy === FIRST_FIT && q.imageMask === undefined && q.penalty === undefined &&
     (g === undefined || g.policy === 'affinity' || g.policy === 'anti-affinity');
-  // Plain requests (no group, image, exclusion, penalty, migration): the filters inline over
-  // local typed arrays, then the strategy score; anything else goes through scoreHost.
+  // Plain requests (no group, image, exclusion, penalty, migration): empty up hosts of one
+  // capacity class all score the same but for their slot, so only the lowest of each class is
+  // scored, plus every host holding VMs; the filters inline over local typed arrays.
   const plain = g === undefined && q.imageMask === undefined && q.penalty === undefined && q.exclude === undefined &&
     q.migrationLimit < 0 && q.selfIdx < 0;
-  const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
-  const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
-  const dc = q.cpus, dm = q.memoryBytes, dd = q.diskBytes;
+  if (plain) {
+    const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
+    const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
+    const dc = q.cpus, dm = q.memoryBytes, dd = q.diskBytes;
+    const active = m.active;
+    const classes = m.emptyHeaps.length;
+    for (let k = -classes; k < active.length; k++) {
+      const h = k < 0 ? m.lowestEmpty(-k - 1) : active[k]!;
+      if (h < 0 || state[h] !== STATE_UP) continue;
+      const fm = capM[h]! - usedM[h]! - dm;
+      if (fm < -1e-3) continue;
+      const fc = capC[h]! - usedC[h]! - dc;
+      if (fc < -1e-9) continue;
+      const fd = capD[h]! - usedD[h]! - dd;
+      if (fd < -1e-3) continue;
+      const s = strategyScore(m, q, h, n, fc, fm, fd);
+      if (s > bestScore || (s === bestScore && h < best)) { bestScore = s; best = h; }
+    }
+    return best;
+  }
   for (let h = 0; h < n; h++) {
-    if (state[h] !== STATE_UP) continue;
-    const fm = capM[h]! - usedM[h]! - dm;
-    if (fm < -1e-3) continue;
-    const fc = capC[h]! - usedC[h]! - dc;
-    if (fc < -1e-9) continue;
-    const fd = capD[h]! - usedD[h]! - dd;
-    if (fd < -1e-3) continue;
-    const s = plain ? strategyScore(m, q, h, n, fc, fm, fd) : scoreHost(m, q, h, n);
+    const s = scoreHost(m, q, h, n);
     if (s > bestScore) {
       bestScore = s;
       best = h;
