@@ -85,7 +85,7 @@ export interface RegisteredMessage {
   readonly heartbeatIntervalMs: number;
 }
 
-/** coordinator → agent: registration refused (bad version, duplicate live host id); the connection then closes. */
+/** coordinator → agent: registration refused (protocol version not accepted); the connection then closes. A second register for a live host id replaces the older link (REPLACED), since an agent that reconnects may be seen before its old link times out. */
 export interface RegisterRefusedMessage {
   readonly type: 'register-refused';
   readonly code: string;

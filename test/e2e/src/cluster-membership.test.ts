@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { HostilePeer, FERRY_CLOSE } from '@ferry/transport';
 import type { Host } from '@ferry/protocol';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ProcessGroup, waitFor, processExists } from './harness.ts';
 
 const group = new ProcessGroup();
@@ -98,5 +100,20 @@ describe('cluster membership with real processes', () => {
     const bad = await group.startAgent(coord, { id: 'host-x', memory: 'lots', waitReady: false });
     expect((await bad.exited).code).toBe(2);
     expect(bad.logs()).toContain('--memory');
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('SIGINT stops an agent and SIGTERM the coordinator with exit code 0; the host is reported down', async () => {
+    const coord = await group.startCoordinator();
+    const agent = await group.startAgent(coord, { id: 'host-1' });
+    await waitFor(async () => (await hostsOf(coord)).length === 1);
+    agent.kill('SIGINT');
+    expect((await agent.exited).code).toBe(0);
+    await waitFor(async () => (await hostsOf(coord))[0]?.state === 'down', 5000, 'host-1 down');
+    coord.kill('SIGTERM');
+    expect((await coord.exited).code).toBe(0);
+    const state = JSON.parse(readFileSync(join(coord.stateDir, 'state.json'), 'utf8')) as { hosts: { id: string }[] };
+    expect(state.hosts.map((h) => h.id)).toEqual(['host-1']);
   });
 });
