@@ -96,6 +96,30 @@ describe('WsChannel over a real server', () => {
     expect(server.frames[1]!.byteLength).toBe(0);
   });
 
+  it('raw frames (server side, and a zero-mask client) arrive byte-identical for every header length', async () => {
+    const server = await startServer(0, 4 * 1024 * 1024);
+    const client = await openWsChannel<CoordinatorToAgentMessage, AgentToCoordinatorMessage>(`ws://127.0.0.1:${server.port}/agent`, { codec: agentClusterCodec, token: TOKEN, zeroMask: true, maxPayloadBytes: 4 * 1024 * 1024 });
+    cleanups.push(() => client.close());
+    const received: Buffer[] = [];
+    client.onMessage(() => {});
+    client.onFrame((f) => received.push(Buffer.from(f)));
+    const guest = new Uint8Array(new SharedArrayBuffer(3 * 65536));
+    for (let i = 0; i < guest.length; i++) guest[i] = (i * 31) & 0xff;
+    // Payload lengths around the 7-bit, 16-bit and 64-bit length encodings (kind byte included).
+    const sizes = [0, 124, 125, 126, 65534, 65535, 65536, 2 * 65536 + 7];
+    for (const n of sizes) client.sendFrame([guest.subarray(0, Math.min(n, 65536)), guest.subarray(65536, 65536 + Math.max(0, n - 65536))]);
+    await waitUntil(() => server.frames.length === sizes.length);
+    server.frames.forEach((f, i) => {
+      const n = sizes[i]!;
+      const expected = Buffer.concat([Buffer.from(guest.subarray(0, Math.min(n, 65536))), Buffer.from(guest.subarray(65536, 65536 + Math.max(0, n - 65536)))]);
+      expect(Buffer.compare(Buffer.from(f), expected), `size ${n}`).toBe(0);
+    });
+    const serverSide = server.channels[0]!;
+    for (const n of sizes) serverSide.sendFrame([guest.subarray(0, n)]);
+    await waitUntil(() => received.length === sizes.length);
+    received.forEach((f, i) => expect(Buffer.compare(f, Buffer.from(guest.subarray(0, sizes[i]!)))).toBe(0));
+  });
+
   it('refuses an upgrade without the right token with HTTP 401', async () => {
     const server = await startServer();
     await expect(connectClient(server.port, 'wrong')).rejects.toMatchObject({ statusCode: 401, code: 'FERRY_ERR_UNAUTHORIZED' });
