@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
-import { agentClusterCodec, coordinatorClusterCodec, ClusterMessageInvalidError } from './cluster-codec.ts';
+import { agentClusterCodec, coordinatorClusterCodec } from './cluster-codec.ts';
+import { MessageInvalidError, MessageTooLargeError } from './errors.ts';
 import type { AgentToCoordinatorMessage, CoordinatorToAgentMessage } from './cluster-messages.ts';
 
 const register: AgentToCoordinatorMessage = {
@@ -49,6 +50,10 @@ describe('cluster codec', () => {
       pack({ type: 'heartbeat', seq: 1.5, vms: [] }),
       pack({ ...register, hostId: 'x'.repeat(5000) }),
     ];
-    for (const b of bad) expect(() => coordinatorClusterCodec.decode(b)).toThrow(ClusterMessageInvalidError);
+    for (const b of bad) expect(() => coordinatorClusterCodec.decode(b)).toThrow(MessageInvalidError);
+  });
+
+  it('refuses an oversized message before unpacking it', () => {
+    expect(() => coordinatorClusterCodec.decode(new Uint8Array(1024 * 1024 + 1))).toThrow(MessageTooLargeError);
   });
 });

@@ -1,163 +1,85 @@
 /**
- * msgpack codec and validators for the agent ↔ coordinator messages in cluster-messages.ts.
- * Decoding checks every field of the variant its `type` names and rejects unknown types, extra
- * nesting beyond the limits, and oversized strings and lists; it never trusts a length.
+ * Validators and codecs for the agent ↔ coordinator messages in cluster-messages.ts, built on the
+ * generic codec (codec.ts): the size is capped before unpacking, the `type` must be a variant of
+ * the direction's union, and each validator builds a fresh object from checked fields (unknown
+ * fields dropped). Adding a variant to a union without a validator here is a type error.
  */
-import { Packr } from 'msgpackr';
+import { createMessageCodec, field, type MessageValidators, type RawMessage } from './codec.ts';
+import { MessageInvalidError } from './errors.ts';
 import type { MessageCodec } from './channel.ts';
-import {
-  AGENT_TO_COORDINATOR_TYPES,
-  COORDINATOR_TO_AGENT_TYPES,
-  type AgentToCoordinatorMessage,
-  type CoordinatorToAgentMessage,
-  type HostCapacity,
-  type VmReport,
-} from './cluster-messages.ts';
+import type { AgentToCoordinatorMessage, CoordinatorToAgentMessage, HostCapacity, VmReport } from './cluster-messages.ts';
 
-/** Longest string field accepted in a cluster message. */
-export const CLUSTER_MAX_STRING_LENGTH = 4096;
+/** Largest agent ↔ coordinator control message, bytes. */
+export const CLUSTER_MAX_MESSAGE_BYTES = 1024 * 1024;
 /** Most VMs one agent may report in one message. */
 export const CLUSTER_MAX_VMS_PER_REPORT = 4096;
 
-/** Bytes that are not a valid cluster message. Stable code FERRY_ERR_CLUSTER_MESSAGE. */
-export class ClusterMessageInvalidError extends Error {
-  readonly code = 'FERRY_ERR_CLUSTER_MESSAGE';
-  /** The `type` field when it could be read. */
-  readonly messageType: string | undefined;
-  constructor(message: string, messageType?: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ClusterMessageInvalidError';
-    this.messageType = messageType;
+const id = (raw: RawMessage, key: string): string => field.string(raw, key, { nonEmpty: true, maxLength: 256 });
+
+function capacity(raw: RawMessage): HostCapacity {
+  const c = field.map(raw, 'capacity');
+  return { cpus: field.integer(c, 'cpus'), memoryBytes: field.integer(c, 'memoryBytes'), diskBytes: field.integer(c, 'diskBytes') };
+}
+
+function vms(raw: RawMessage): VmReport[] {
+  const v = raw['vms'];
+  if (!Array.isArray(v) || v.length > CLUSTER_MAX_VMS_PER_REPORT) {
+    throw new MessageInvalidError(`${String(raw['type'])}: vms must be a list of at most ${CLUSTER_MAX_VMS_PER_REPORT}`, { field: 'vms' });
   }
-}
-
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
-
-type Obj = Record<string, unknown>;
-
-function fail(type: string | undefined, what: string): never {
-  throw new ClusterMessageInvalidError(type ? `${type}: ${what}` : what, type);
-}
-
-function str(o: Obj, key: string, type: string): string {
-  const v = o[key];
-  if (typeof v !== 'string' || v.length > CLUSTER_MAX_STRING_LENGTH) fail(type, `${key} must be a string of at most ${CLUSTER_MAX_STRING_LENGTH} chars`);
-  return v;
-}
-
-function nonEmpty(o: Obj, key: string, type: string): string {
-  const v = str(o, key, type);
-  if (v.length === 0) fail(type, `${key} must not be empty`);
-  return v;
-}
-
-function uint(o: Obj, key: string, type: string): number {
-  const v = o[key];
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(type, `${key} must be a non-negative integer`);
-  return v;
-}
-
-function obj(v: unknown, what: string, type: string | undefined): Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(type, `${what} must be a map`);
-  return v as Obj;
-}
-
-function capacity(v: unknown, type: string): HostCapacity {
-  const o = obj(v, 'capacity', type);
-  return { cpus: uint(o, 'cpus', type), memoryBytes: uint(o, 'memoryBytes', type), diskBytes: uint(o, 'diskBytes', type) };
-}
-
-function vms(v: unknown, type: string): VmReport[] {
-  if (!Array.isArray(v) || v.length > CLUSTER_MAX_VMS_PER_REPORT) fail(type, `vms must be a list of at most ${CLUSTER_MAX_VMS_PER_REPORT}`);
-  return v.map((item) => {
-    const o = obj(item, 'vms[]', type);
-    return { vmId: nonEmpty(o, 'vmId', type), state: nonEmpty(o, 'state', type), memoryBytes: uint(o, 'memoryBytes', type), cpus: uint(o, 'cpus', type) };
+  return v.map((item: unknown) => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new MessageInvalidError('vms[] must be maps', { field: 'vms' });
+    const o = item as RawMessage;
+    return { vmId: id(o, 'vmId'), state: id(o, 'state'), memoryBytes: field.integer(o, 'memoryBytes'), cpus: field.integer(o, 'cpus') };
   });
 }
 
-function unpackObject(bytes: Uint8Array): { o: Obj; type: string } {
-  let value: unknown;
-  try {
-    value = packr.unpack(bytes);
-  } catch (cause) {
-    throw new ClusterMessageInvalidError('not msgpack', undefined, { cause });
-  }
-  const o = obj(value, 'message', undefined);
-  const type = o['type'];
-  if (typeof type !== 'string') fail(undefined, 'type must be a string');
-  return { o, type };
-}
+/** One validator per agent → coordinator message. */
+export const AGENT_TO_COORDINATOR_VALIDATORS: MessageValidators<AgentToCoordinatorMessage> = {
+  register: (raw) => ({
+    type: 'register',
+    protocolVersion: field.integer(raw, 'protocolVersion'),
+    hostId: id(raw, 'hostId'),
+    capacity: capacity(raw),
+    migrationAddress: field.string(raw, 'migrationAddress', { maxLength: 1024 }),
+    vms: vms(raw),
+  }),
+  heartbeat: (raw) => ({ type: 'heartbeat', seq: field.integer(raw, 'seq'), vms: vms(raw) }),
+  'migration-reserved': (raw) => ({
+    type: 'migration-reserved',
+    requestId: id(raw, 'requestId'),
+    migrationId: id(raw, 'migrationId'),
+    token: id(raw, 'token'),
+    migrationAddress: field.string(raw, 'migrationAddress', { nonEmpty: true, maxLength: 1024 }),
+    expiresAtMs: field.integer(raw, 'expiresAtMs'),
+  }),
+  'request-failed': (raw) => ({ type: 'request-failed', requestId: id(raw, 'requestId'), code: id(raw, 'code'), message: field.string(raw, 'message') }),
+};
 
-/** Validates one agent → coordinator message; throws ClusterMessageInvalidError. */
-export function validateAgentToCoordinator(o: Obj, type: string): AgentToCoordinatorMessage {
-  switch (type) {
-    case 'register':
-      return {
-        type,
-        protocolVersion: uint(o, 'protocolVersion', type),
-        hostId: nonEmpty(o, 'hostId', type),
-        capacity: capacity(o['capacity'], type),
-        migrationAddress: str(o, 'migrationAddress', type),
-        vms: vms(o['vms'], type),
-      };
-    case 'heartbeat':
-      return { type, seq: uint(o, 'seq', type), vms: vms(o['vms'], type) };
-    case 'migration-reserved':
-      return {
-        type,
-        requestId: nonEmpty(o, 'requestId', type),
-        migrationId: nonEmpty(o, 'migrationId', type),
-        token: nonEmpty(o, 'token', type),
-        migrationAddress: nonEmpty(o, 'migrationAddress', type),
-        expiresAtMs: uint(o, 'expiresAtMs', type),
-      };
-    case 'request-failed':
-      return { type, requestId: nonEmpty(o, 'requestId', type), code: nonEmpty(o, 'code', type), message: str(o, 'message', type) };
-    default:
-      return fail(type, `unknown type (expected one of ${AGENT_TO_COORDINATOR_TYPES.join(', ')})`);
-  }
-}
-
-/** Validates one coordinator → agent message; throws ClusterMessageInvalidError. */
-export function validateCoordinatorToAgent(o: Obj, type: string): CoordinatorToAgentMessage {
-  switch (type) {
-    case 'registered':
-      return { type, hostId: nonEmpty(o, 'hostId', type), heartbeatIntervalMs: uint(o, 'heartbeatIntervalMs', type) };
-    case 'register-refused':
-      return { type, code: nonEmpty(o, 'code', type), message: str(o, 'message', type) };
-    case 'reserve-migration':
-      return {
-        type,
-        requestId: nonEmpty(o, 'requestId', type),
-        migrationId: nonEmpty(o, 'migrationId', type),
-        vmId: nonEmpty(o, 'vmId', type),
-        memoryBytes: uint(o, 'memoryBytes', type),
-        cpus: uint(o, 'cpus', type),
-        ttlMs: uint(o, 'ttlMs', type),
-      };
-    case 'release-reservation':
-      return { type, migrationId: nonEmpty(o, 'migrationId', type) };
-    case 'request-failed':
-      return { type, requestId: nonEmpty(o, 'requestId', type), code: nonEmpty(o, 'code', type), message: str(o, 'message', type) };
-    default:
-      return fail(type, `unknown type (expected one of ${COORDINATOR_TO_AGENT_TYPES.join(', ')})`);
-  }
-}
+/** One validator per coordinator → agent message. */
+export const COORDINATOR_TO_AGENT_VALIDATORS: MessageValidators<CoordinatorToAgentMessage> = {
+  registered: (raw) => ({ type: 'registered', hostId: id(raw, 'hostId'), heartbeatIntervalMs: field.integer(raw, 'heartbeatIntervalMs', 1) }),
+  'register-refused': (raw) => ({ type: 'register-refused', code: id(raw, 'code'), message: field.string(raw, 'message') }),
+  'reserve-migration': (raw) => ({
+    type: 'reserve-migration',
+    requestId: id(raw, 'requestId'),
+    migrationId: id(raw, 'migrationId'),
+    vmId: id(raw, 'vmId'),
+    memoryBytes: field.integer(raw, 'memoryBytes'),
+    cpus: field.integer(raw, 'cpus'),
+    ttlMs: field.integer(raw, 'ttlMs', 1),
+  }),
+  'release-reservation': (raw) => ({ type: 'release-reservation', migrationId: id(raw, 'migrationId') }),
+  'request-failed': (raw) => ({ type: 'request-failed', requestId: id(raw, 'requestId'), code: id(raw, 'code'), message: field.string(raw, 'message') }),
+};
 
 /** The coordinator's codec: decodes agent → coordinator, encodes coordinator → agent. */
-export const coordinatorClusterCodec: MessageCodec<AgentToCoordinatorMessage, CoordinatorToAgentMessage> = {
-  encode: (m) => packr.pack(m),
-  decode: (bytes) => {
-    const { o, type } = unpackObject(bytes);
-    return validateAgentToCoordinator(o, type);
-  },
-};
+export const coordinatorClusterCodec: MessageCodec<AgentToCoordinatorMessage, CoordinatorToAgentMessage> = createMessageCodec<
+  AgentToCoordinatorMessage,
+  CoordinatorToAgentMessage
+>(AGENT_TO_COORDINATOR_VALIDATORS, CLUSTER_MAX_MESSAGE_BYTES);
 
 /** The agent's codec: decodes coordinator → agent, encodes agent → coordinator. */
-export const agentClusterCodec: MessageCodec<CoordinatorToAgentMessage, AgentToCoordinatorMessage> = {
-  encode: (m) => packr.pack(m),
-  decode: (bytes) => {
-    const { o, type } = unpackObject(bytes);
-    return validateCoordinatorToAgent(o, type);
-  },
-};
+export const agentClusterCodec: MessageCodec<CoordinatorToAgentMessage, AgentToCoordinatorMessage> = createMessageCodec<
+  CoordinatorToAgentMessage,
+  AgentToCoordinatorMessage
+>(COORDINATOR_TO_AGENT_VALIDATORS, CLUSTER_MAX_MESSAGE_BYTES);

@@ -124,13 +124,3 @@ export type CoordinatorToAgentMessage =
   | ReserveMigrationMessage
   | ReleaseReservationMessage
   | RequestFailedMessage;
-
-/** The `type` values of each direction, as tables. */
-export const AGENT_TO_COORDINATOR_TYPES = ['register', 'heartbeat', 'migration-reserved', 'request-failed'] as const;
-export const COORDINATOR_TO_AGENT_TYPES = [
-  'registered',
-  'register-refused',
-  'reserve-migration',
-  'release-reservation',
-  'request-failed',
-] as const;

@@ -2,8 +2,6 @@ export type { Channel, ChannelCloseInfo, MessageCodec } from './channel.ts';
 export {
   CLUSTER_PROTOCOL_VERSION,
   CLUSTER_PROTOCOL_VERSIONS_ACCEPTED,
-  AGENT_TO_COORDINATOR_TYPES,
-  COORDINATOR_TO_AGENT_TYPES,
 } from './cluster-messages.ts';
 export type {
   HostCapacity,
@@ -20,13 +18,12 @@ export type {
   CoordinatorToAgentMessage,
 } from './cluster-messages.ts';
 export {
-  ClusterMessageInvalidError,
-  CLUSTER_MAX_STRING_LENGTH,
+  CLUSTER_MAX_MESSAGE_BYTES,
   CLUSTER_MAX_VMS_PER_REPORT,
+  AGENT_TO_COORDINATOR_VALIDATORS,
+  COORDINATOR_TO_AGENT_VALIDATORS,
   coordinatorClusterCodec,
   agentClusterCodec,
-  validateAgentToCoordinator,
-  validateCoordinatorToAgent,
 } from './cluster-codec.ts';
 export { API_PREFIX, API_WS_PATH, DEFAULT_COORDINATOR_URL, LOCAL_STATE_DIR, LOCAL_CLUSTER_FILE, HOST_STATES, VM_STATES, GROUP_POLICIES, VM_ACTIONS, MIGRATION_STATES, FINAL_MIGRATION_STATES, DEFAULT_MIGRATION_POLICY, API_EVENT_TYPES } from './api.ts';
 export type { LocalClusterFile, HostState, ResourceAmounts, Host, HostDrain, Image, ImageCaptureRequest, VmState, GroupPolicy, PlacementGroupRef, WorkloadSpec, Credentials, Vm, RunRequest, RunSpec, VmAction, VmPlaceRequest, VmStopRequest, VmSnapshotRequest, VmCloneRequest, VmSnapshot, WwsSample, WwsReport, MigrationState, MigrationPolicy, RoundStats, MigrationReport, Migration, MigrationPolicyRequest, MigrateRequest, MigrateSpec, ApiEventType, ApiEvent, ApiErrorInfo, ApiErrorBody } from './api.ts';
