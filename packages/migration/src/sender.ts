@@ -510,15 +510,24 @@ export class MigrationSender {
       this.channel.close(MIGRATION_CLOSE_CODE.aborted, err.code);
     }
     if (this.pauseStarted) {
-      // Resume even if pause failed half-way: some vCPUs may be parked.
-      await this.pauseStarted.catch(() => {});
-      try {
-        await this.vm.resume();
-      } catch {
-        // the VM reports its own failure; the migration error stands
+      // Resume only what this migration paused: a pause that failed left the VM as it was.
+      const paused = await this.pauseStarted.then(
+        () => true,
+        () => false,
+      );
+      if (paused) {
+        try {
+          await this.vm.resume();
+        } catch {
+          // the VM reports its own failure; the migration error stands
+        }
       }
     }
-    this.setThrottle(0);
+    try {
+      this.setThrottle(0);
+    } catch {
+      // the VM refuses a throttle change in its current state; nothing more to undo
+    }
     this.move(err instanceof MigrationCancelledError ? 'cancelled' : 'failed');
   }
 }
