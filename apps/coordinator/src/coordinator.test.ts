@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { once } from 'node:events';
 import type { ApiServerMessage } from '@ferry/protocol';
+import { agentClusterCodec, type CoordinatorToAgentMessage } from '@ferry/protocol';
+import { openWsChannel, FERRY_CLOSE } from '@ferry/transport';
 import { startCoordinator } from './coordinator.ts';
 import { writeFileAtomic } from './state-dir.ts';
 import type { CoordinatorModule } from './modules.ts';
@@ -97,5 +99,26 @@ describe('coordinator /api stream and HTTP', () => {
     expect(messages[0]).toMatchObject({ type: 'hello' });
     expect(messages.map((m) => m.type)).toEqual(['hello', 'subscribed', 'error', 'pong', 'event']);
     expect(messages.at(-1)).toMatchObject({ type: 'event', event: { type: 'host-down', host: 'h1', data: { reason: 'test' } } });
+  });
+});
+
+describe('coordinator /agent registration', () => {
+  it('refuses a wrong protocol version with register-refused and PROTOCOL_VERSION, and a first message that is not register', async () => {
+    const c = await startCoordinator({ port: 0, stateDir: tempDir() });
+    cleanups.push(() => c.close());
+    const url = `ws://127.0.0.1:${c.port}/agent`;
+    const ch = await openWsChannel(url, { codec: agentClusterCodec, token: c.token });
+    const got: CoordinatorToAgentMessage[] = [];
+    ch.onMessage((m) => got.push(m));
+    const closed = new Promise<{ code: number }>((r) => ch.onClose(r));
+    ch.send({ type: 'register', protocolVersion: 99, hostId: 'h', capacity: { cpus: 1, memoryBytes: 1, diskBytes: 1 }, migrationAddress: 'ws://x:1/migrate', vms: [] });
+    expect((await closed).code).toBe(FERRY_CLOSE.PROTOCOL_VERSION);
+    expect(got).toMatchObject([{ type: 'register-refused', code: 'FERRY_ERR_CLUSTER_VERSION' }]);
+    const ch2 = await openWsChannel(url, { codec: agentClusterCodec, token: c.token });
+    ch2.onMessage(() => {});
+    const closed2 = new Promise<{ code: number }>((r) => ch2.onClose(r));
+    ch2.send({ type: 'heartbeat', seq: 1, vms: [] });
+    expect((await closed2).code).toBe(FERRY_CLOSE.BAD_MESSAGE);
+    expect(c.hosts.list()).toEqual([]);
   });
 });
