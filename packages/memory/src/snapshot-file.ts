@@ -174,9 +174,10 @@ export class SnapshotWriter {
   async writeAllNonZero(memory: GuestMemory, knownZero?: (page: number) => boolean): Promise<string> {
     const hasher = new Xxh64(0n);
     const words = new Int32Array(memory.buffer);
-    for (let chunk = 0; chunk < memory.pageCount; chunk += IO_CHUNK_PAGES) {
+    // Non-zero runs of pages [chunk, chunk + IO_CHUNK_PAGES) as [first, count] pairs.
+    const scan = (chunk: number): number[] => {
       const end = Math.min(chunk + IO_CHUNK_PAGES, memory.pageCount);
-      const writes: Promise<void>[] = [];
+      const runs: number[] = [];
       let p = chunk;
       while (p < end) {
         if ((knownZero && knownZero(p)) || isZeroPageAt(words, p)) {
@@ -185,11 +186,21 @@ export class SnapshotWriter {
         }
         let q = p + 1;
         while (q < end && !(knownZero && knownZero(q)) && !isZeroPageAt(words, q)) q++;
-        writes.push(this.writeRun(memory, p, q - p));
+        runs.push(p, q - p);
         p = q;
       }
-      hasher.update(memory.bytes.subarray(chunk << PAGE_SHIFT, end << PAGE_SHIFT));
+      return runs;
+    };
+    // Pipeline: while chunk k is being written, hash it and scan chunk k + 1 for zero pages.
+    let runs = scan(0);
+    for (let chunk = 0; chunk < memory.pageCount; chunk += IO_CHUNK_PAGES) {
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < runs.length; i += 2) writes.push(this.writeRun(memory, runs[i]!, runs[i + 1]!));
+      const next = chunk + IO_CHUNK_PAGES;
+      hasher.update(memory.bytes.subarray(chunk << PAGE_SHIFT, Math.min(next, memory.pageCount) << PAGE_SHIFT));
+      const nextRuns = next < memory.pageCount ? scan(next) : [];
       await Promise.all(writes);
+      runs = nextRuns;
     }
     return hex64(hasher.digest());
   }
