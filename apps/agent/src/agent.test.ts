@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // The coordinator is imported by path: apps/agent does not depend on apps/coordinator, only this test does.
 import { startCoordinator, type RunningCoordinator } from '../../coordinator/src/index.ts';
-import { HostilePeer, FERRY_CLOSE, openWsChannel } from '@ferry/transport';
-import { migrationSenderCodec } from '@ferry/protocol';
+import { HostilePeer, FERRY_CLOSE } from '@ferry/transport';
+import { dialMigration } from './migration-server.ts';
 import { startAgent, agentUrl, type RunningAgent } from './agent.ts';
 import { ReservationBook, InsufficientCapacityError } from './vm-host.ts';
 
@@ -42,7 +42,7 @@ describe('agent migration port', () => {
     wrong.peer.hangUp();
 
     // The right token opens the stream; with no VM host module the agent refuses the migration itself.
-    const ch = await openWsChannel(r.migrationAddress, { codec: migrationSenderCodec, token: r.token, zeroMask: true });
+    const ch = await dialMigration(r.migrationAddress, r.token);
     const closed = await new Promise<{ code: number }>((resolve) => ch.onClose(resolve));
     expect(closed.code).toBe(FERRY_CLOSE.REFUSED);
 
