@@ -110,7 +110,7 @@ export async function main(args: string[]): Promise<void> {
       const c0 = now();
       const plan = s.planConsolidation();
       const consolidationMs = now() - c0;
-      const st = hosts >= 10_000 && !['first-fit', 'best-fit'].includes(strategy) ? undefined : run(strategy, hosts, t.static).r;
+      const st = run(strategy, hosts, t.static).r;
       rows.push({
         strategy, hosts, trace: 'dynamic', decisions: r.decisions, acceptanceRate: r.acceptanceRate,
         hostsUsed: r.hostsUsed, lowerBound: r.lowerBound, hostsOverLowerBound: r.hostsUsed / r.lowerBound,

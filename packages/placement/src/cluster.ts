@@ -78,8 +78,17 @@ export class ClusterModel {
   /** Capacity class of each slot (same effective capacity = same class). */
   classOf = new Int32Array(16);
   classIds = new Map<string, number>();
+  /** Per class, [1 ÷ cpu, 1 ÷ memory, 1 ÷ disk] effective capacity. */
+  classInv: number[][] = [];
   /** Per class, a min-heap of slots that may be empty and up (checked when read). */
   emptyHeaps: number[][] = [];
+  /**
+   * Max-tree over slots of each up host's free share sum (Σ free ÷ capacity over the three
+   * resources; -Infinity when not up): leaves at `treeSize + slot`, each inner node the max of its
+   * two children. Worst-fit searches it best-first instead of scanning every host.
+   */
+  treeSize = 16;
+  remTree = new Float64Array(32).fill(-Infinity);
 
   constructor(ratios: OvercommitRatios) {
     for (const [k, v] of Object.entries(ratios)) {
@@ -100,6 +109,10 @@ export class ClusterModel {
     const i = new Int32Array(n); i.set(this.incoming); this.incoming = i;
     const ap = new Int32Array(n).fill(-1); ap.set(this.activePos); this.activePos = ap;
     const co = new Int32Array(n); co.set(this.classOf); this.classOf = co;
+    this.treeSize = n;
+    this.remTree = new Float64Array(2 * n).fill(-Infinity);
+    for (let h = 0; h < this.size; h++) this.remTree[n + h] = this.remLeaf(h);
+    for (let k = n - 1; k >= 1; k--) this.remTree[k] = Math.max(this.remTree[2 * k]!, this.remTree[2 * k + 1]!);
     const t = new Int32Array(n * MAX_INSTANCE_TYPES); t.set(this.typeCounts); this.typeCounts = t;
     for (const [img, mask] of this.imageMasks) { const m = new Uint8Array(n); m.set(mask); this.imageMasks.set(img, m); }
   }
@@ -149,9 +162,33 @@ export class ClusterModel {
     this.invCpu[i] = inv(this.capCpu[i]!); this.invMem[i] = inv(this.capMem[i]!); this.invDisk[i] = inv(this.capDisk[i]!);
     const key = `${this.capCpu[i]}/${this.capMem[i]}/${this.capDisk[i]}`;
     let cls = this.classIds.get(key);
-    if (cls === undefined) { cls = this.classIds.size; this.classIds.set(key, cls); this.emptyHeaps.push([]); }
+    if (cls === undefined) {
+      cls = this.classIds.size;
+      this.classIds.set(key, cls);
+      this.emptyHeaps.push([]);
+      this.classInv.push([this.invCpu[i]!, this.invMem[i]!, this.invDisk[i]!]);
+    }
     this.classOf[i] = cls;
     this.noteMaybeEmpty(i);
+    this.touch(i);
+  }
+
+  private remLeaf(h: number): number {
+    if (this.state[h] !== STATE_UP) return -Infinity;
+    return (this.capCpu[h]! - this.usedCpu[h]!) * this.invCpu[h]! + (this.capMem[h]! - this.usedMem[h]!) * this.invMem[h]! +
+      (this.capDisk[h]! - this.usedDisk[h]!) * this.invDisk[h]!;
+  }
+
+  /** Recomputes slot `h`'s leaf of the free-share tree and its ancestors. */
+  touch(h: number): void {
+    const t = this.remTree;
+    let k = this.treeSize + h;
+    t[k] = this.remLeaf(h);
+    for (k >>= 1; k >= 1; k >>= 1) {
+      const v = Math.max(t[2 * k]!, t[2 * k + 1]!);
+      if (t[k] === v) break;
+      t[k] = v;
+    }
   }
 
   /** Offers slot `i` to its class's heap of empty up hosts (stale entries are dropped on read). */
@@ -197,6 +234,7 @@ export class ClusterModel {
     if (code === undefined) throw new InvalidPlacementInputError(`unknown host state ${String(s)}`);
     this.state[i] = code;
     this.noteMaybeEmpty(i);
+    this.touch(i);
   }
 
   /** Records that slot `i` has `image` cached (image locality). */
@@ -223,6 +261,7 @@ export class ClusterModel {
     this.state[i] = STATE_FREE;
     this.capCpu[i] = 0; this.capMem[i] = 0; this.capDisk[i] = 0; this.physCpu[i] = 0;
     this.invCpu[i] = 0; this.invMem[i] = 0; this.invDisk[i] = 0;
+    this.touch(i);
     this.hostIds[i] = undefined;
     this.hostIndex.delete(hostId);
     this.freeSlots.push(i);
@@ -273,6 +312,7 @@ export class ClusterModel {
     this.typeCounts[ti] = (this.typeCounts[ti] ?? 0) + 1;
     this.hostVms[i]?.add(vm.vmId);
     if (vm.group) vm.group.hostCounts.set(i, (vm.group.hostCounts.get(i) ?? 0) + 1);
+    this.touch(i);
   }
 
   private unclaim(i: number, vm: VmRecord): void {
@@ -295,6 +335,7 @@ export class ClusterModel {
       const n = (vm.group.hostCounts.get(i) ?? 0) - 1;
       if (n > 0) vm.group.hostCounts.set(i, n); else vm.group.hostCounts.delete(i);
     }
+    this.touch(i);
   }
 
   /** Records `vm` on slot `i` (claims its demand there). No filter runs here. */
@@ -393,7 +434,8 @@ export class ClusterModel {
     c.types = new Map(this.types);
     c.freeSlots = this.freeSlots.slice();
     c.active = this.active.slice(); c.activePos = this.activePos.slice(); c.classOf = this.classOf.slice();
-    c.classIds = new Map(this.classIds); c.emptyHeaps = this.emptyHeaps.map((h) => h.slice());
+    c.treeSize = this.treeSize; c.remTree = this.remTree.slice();
+    c.classIds = new Map(this.classIds); c.classInv = this.classInv.map((x) => x.slice()); c.emptyHeaps = this.emptyHeaps.map((h) => h.slice());
     return c;
   }
 }

@@ -79,7 +79,7 @@ function vmsOf(m: ClusterModel, h: number): VmRecord[] {
  * Members of a hard-affinity group move together to one host. VMs in flight are left out.
  */
 export function planDrainOn(m: ClusterModel, h: number, weights: SoftWeights): DrainPlan {
-  m.state[h] = 3; // draining: takes nothing
+  m.setState(h, 'draining'); // takes nothing
   const penalty = new Float64Array(m.capCpu.length);
   const migrations: Migration[] = [];
   const unplaced: string[] = [];

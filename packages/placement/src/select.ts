@@ -111,6 +111,85 @@ export function scoreHost(m: ClusterModel, q: Query, h: number, n: number): numb
   return s;
 }
 
+const SEARCH_OVERFLOW = -2;
+const PQ_CAPACITY = 1 << 15;
+const pqNode = new Int32Array(PQ_CAPACITY);
+const pqKey = new Float64Array(PQ_CAPACITY);
+const pqLeft = new Int32Array(PQ_CAPACITY);
+
+/** True when queue entry a comes before b: larger key, then lower first slot covered. */
+function before(a: number, b: number): boolean {
+  return pqKey[a]! > pqKey[b]! || (pqKey[a] === pqKey[b] && pqLeft[a]! < pqLeft[b]!);
+}
+
+function swap(a: number, b: number): void {
+  const n = pqNode[a]!, k = pqKey[a]!, l = pqLeft[a]!;
+  pqNode[a] = pqNode[b]!; pqKey[a] = pqKey[b]!; pqLeft[a] = pqLeft[b]!;
+  pqNode[b] = n; pqKey[b] = k; pqLeft[b] = l;
+}
+
+/**
+ * Worst-fit by best-first search of the free-share max-tree: nodes come out by (upper bound,
+ * lowest slot); a leaf's score is (its free-share sum − the demand's share of it) ÷ 3, bounded by
+ * (key − the smallest demand share over capacity classes) ÷ 3. Stops when no node left can beat
+ * or tie-with-a-lower-slot the best leaf. Same answer as the full scan; SEARCH_OVERFLOW if the
+ * queue would overflow (the caller then scans).
+ */
+function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
+  const t = m.remTree, size = m.treeSize;
+  let dShareMin = Infinity;
+  for (let cls = 0; cls < m.classInv.length; cls++) {
+    const inv = m.classInv[cls]!;
+    dShareMin = Math.min(dShareMin, q.cpus * inv[0]! + q.memoryBytes * inv[1]! + q.diskBytes * inv[2]!);
+  }
+  if (dShareMin === Infinity) return -1;
+  const levels = Math.log2(size);
+  let len = 0;
+  const push = (k: number): void => {
+    pqNode[len] = k; pqKey[len] = t[k]!;
+    pqLeft[len] = (k << (levels - (31 - Math.clz32(k)))) - size;
+    let c = len++;
+    while (c > 0) { const p = (c - 1) >> 1; if (!before(c, p)) break; swap(c, p); c = p; }
+  };
+  push(1);
+  let best = -1, bestScore = -Infinity;
+  const state = m.state;
+  while (len > 0) {
+    const k = pqNode[0]!, key = pqKey[0]!, left = pqLeft[0]!;
+    len--;
+    if (len > 0) {
+      pqNode[0] = pqNode[len]!; pqKey[0] = pqKey[len]!; pqLeft[0] = pqLeft[len]!;
+      let c = 0;
+      for (;;) {
+        const l = 2 * c + 1, r = l + 1;
+        let b = c;
+        if (l < len && before(l, b)) b = l;
+        if (r < len && before(r, b)) b = r;
+        if (b === c) break;
+        swap(b, c); c = b;
+      }
+    }
+    if (key === -Infinity) break;
+    const bound = (key - dShareMin) / 3 + 1e-12;
+    if (bound < bestScore || (bound <= bestScore + 2e-12 && left > best && best >= 0)) break;
+    if (k >= size) {
+      const h = k - size;
+      if (state[h] !== STATE_UP) continue;
+      const fm = m.capMem[h]! - m.usedMem[h]! - q.memoryBytes;
+      const fc = m.capCpu[h]! - m.usedCpu[h]! - q.cpus;
+      const fd = m.capDisk[h]! - m.usedDisk[h]! - q.diskBytes;
+      if (fm < -1e-3 || fc < -1e-9 || fd < -1e-3) continue;
+      const sc = strategyScore(m, q, h, n, fc, fm, fd);
+      if (sc > bestScore || (sc === bestScore && h < best)) { bestScore = sc; best = h; }
+      continue;
+    }
+    if (len + 2 > PQ_CAPACITY) return SEARCH_OVERFLOW;
+    if (t[2 * k] !== -Infinity) push(2 * k);
+    if (t[2 * k + 1] !== -Infinity) push(2 * k + 1);
+  }
+  return best;
+}
+
 /** Hosts a hard affinity group confines the VM to, or undefined when it may go anywhere. */
 function affinityHosts(q: Query): number[] | undefined {
   const g = q.group;
@@ -141,6 +220,10 @@ export function selectHost(m: ClusterModel, q: Query): number {
   // scored, plus every host holding VMs; the filters inline over local typed arrays.
   const plain = g === undefined && q.imageMask === undefined && q.penalty === undefined && q.exclude === undefined &&
     q.migrationLimit < 0 && q.selfIdx < 0;
+  if (plain && q.strategy === WORST_FIT) {
+    const h = worstFitSearch(m, q, n);
+    if (h !== SEARCH_OVERFLOW) return h;
+  }
   if (plain) {
     const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
     const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
