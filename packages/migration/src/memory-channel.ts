@@ -6,6 +6,8 @@ export interface MemoryChannelOptions {
   readonly lowWaterBytes?: number;
   /** Bytes delivered per event-loop turn in each direction (models link speed per turn). Default 4 MiB. */
   readonly bytesPerTurn?: number;
+  /** A sender that ignores backpressure past this is cut off: close 4009, like the ws transport. Default 64 MiB. */
+  readonly maxBufferedBytes?: number;
 }
 
 /** Thrown by send()/sendFrame() on a closed in-memory channel. */
@@ -30,6 +32,7 @@ export class MemoryChannel<TMessage, TOut = TMessage> implements Channel<TMessag
   private readonly codec: MessageCodec<TMessage, TOut>;
   private readonly lowWaterBytes: number;
   private readonly bytesPerTurn: number;
+  private readonly maxBufferedBytes: number;
   private queue: Item[] = [];
   private queuedBytes = 0;
   private scheduled = false;
@@ -44,6 +47,7 @@ export class MemoryChannel<TMessage, TOut = TMessage> implements Channel<TMessag
     this.codec = codec;
     this.lowWaterBytes = options.lowWaterBytes ?? 1024 * 1024;
     this.bytesPerTurn = options.bytesPerTurn ?? 4 * 1024 * 1024;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 64 * 1024 * 1024;
   }
 
   get bufferedBytes(): number {
@@ -108,6 +112,12 @@ export class MemoryChannel<TMessage, TOut = TMessage> implements Channel<TMessag
 
   private enqueue(item: Item): void {
     if (item.kind !== 'close') this.queuedBytes += item.bytes.byteLength;
+    if (this.queuedBytes > this.maxBufferedBytes) {
+      this.queue = [];
+      this.queuedBytes = 0;
+      this.close(4009, 'FERRY_ERR_BUFFER_OVERFLOW');
+      return;
+    }
     this.queue.push(item);
     this.schedule();
   }
