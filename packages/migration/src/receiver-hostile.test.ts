@@ -160,11 +160,21 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     const frame = frameOf([5, 6]);
     peer.sendRawFrame(frame);
     peer.send({ type: 'end-round', round: 1, pagesSent: 2, bytesSent: frame.byteLength });
+    peer.send({ type: 'start-round', round: 2, final: true });
+    peer.send({ type: 'end-round', round: 2, pagesSent: 0, bytesSent: 0 });
     peer.send({ type: 'transfer-state', registers: new Uint8Array(8), devices: new Uint8Array(0), pausedAtMs: 1 });
     peer.send({ type: 'verify-memory', algorithm: 'page-sum', digest: '0123456789abcdef' });
     await refused(receiver, 'FERRY_ERR_MIGRATION_DIGEST');
     await new Promise((r) => setTimeout(r, 5));
     expect(replies.map((m) => m.type)).toEqual(['hello-accepted', 'error']);
+  });
+
+  it('state before the final round: FERRY_ERR_MIGRATION_UNEXPECTED', async () => {
+    const { peer, receiver, replies } = setup();
+    await inRound(peer, replies);
+    peer.send({ type: 'end-round', round: 1, pagesSent: 0, bytesSent: 0 });
+    peer.send({ type: 'transfer-state', registers: new Uint8Array(8), devices: new Uint8Array(0), pausedAtMs: 1 });
+    await refused(receiver, 'FERRY_ERR_MIGRATION_UNEXPECTED');
   });
 
   it('a round whose counts disagree with what arrived: FERRY_ERR_MIGRATION_ROUND', async () => {

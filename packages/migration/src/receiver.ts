@@ -99,6 +99,7 @@ export class MigrationReceiver {
   private tracker: PageSumTracker | undefined;
   private round = 0;
   private roundOpen = false;
+  private finalRound = false;
   private roundPages = 0;
   private roundBytes = 0;
   private vmState: { registers: Uint8Array; devices: Uint8Array; pausedAtMs: number } | undefined;
@@ -165,8 +166,9 @@ export class MigrationReceiver {
       case 'hello':
         return this.onHello(m);
       case 'start-round':
-        if (this.current !== 'receiving' || this.roundOpen || m.round !== this.round + 1) throw this.unexpected(`start-round ${m.round}`);
+        if (this.current !== 'receiving' || this.roundOpen || this.finalRound || m.round !== this.round + 1) throw this.unexpected(`start-round ${m.round}`);
         this.round = m.round;
+        this.finalRound = m.final;
         this.roundOpen = true;
         this.roundPages = 0;
         this.roundBytes = 0;
@@ -180,7 +182,7 @@ export class MigrationReceiver {
         this.stats.rounds = m.round;
         return;
       case 'transfer-state':
-        if (this.current !== 'receiving' || this.roundOpen || this.round === 0) throw this.unexpected('transfer-state');
+        if (this.current !== 'receiving' || this.roundOpen || !this.finalRound) throw this.unexpected('transfer-state');
         this.vmState = { registers: m.registers, devices: m.devices, pausedAtMs: m.pausedAtMs };
         this.current = 'verifying';
         return;
