@@ -140,6 +140,11 @@ export class CpuPool {
     }
   }
 
+  /** Whether close() was called (no vCPU runs any more). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   /** vCPUs scheduled on each pCPU worker (all zero before the first VM starts). */
   vcpusPerPcpu(): number[] {
     return this.workers.length ? this.workers.map((w) => w.vcpus) : new Array<number>(this.pcpus).fill(0);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuPool } from './cpu-pool.ts';
 import type { VmSpec, WorkloadSpec } from './spec.ts';
-import { firstDifferentPage, sleep, tempDir } from './test-support.ts';
+import { firstDifferentPage, sleep, tempDir, waitFor } from './test-support.ts';
 import { Vm } from './vm.ts';
 import { GuestMemory } from '@ferry/memory';
 
@@ -44,7 +44,7 @@ async function runStraight(s: VmSpec): Promise<{ memory: Uint8Array; registers: 
 async function runInterrupted(s: VmSpec, file: string): Promise<{ memory: Uint8Array; registers: Uint8Array; stepsAtPause: number; stepsAtSuspend: number }> {
   const vm = Vm.create(s, pool);
   await vm.start();
-  await sleep(60);
+  await waitFor(() => vm.totalSteps() > 300, 'steps');
   await vm.pause();
   const stepsAtPause = vm.totalSteps();
   await sleep(20);

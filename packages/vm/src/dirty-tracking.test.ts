@@ -3,7 +3,7 @@ import { memoryDigest, readSnapshotFile } from '@ferry/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuPool } from './cpu-pool.ts';
 import { RegisterBlock } from './registers.ts';
-import { firstDifferentPage, sleep, tempDir, testSpec } from './test-support.ts';
+import { firstDifferentPage, sleep, tempDir, testSpec, waitFor } from './test-support.ts';
 import { Vm } from './vm.ts';
 
 let pool: CpuPool;
@@ -33,7 +33,10 @@ describe('dirty log', () => {
     await vm.start();
     let copied = 0;
     for (let cycle = 0; cycle < 5; cycle++) {
-      for (let round = 0; round < 60; round++) {
+      // Rounds until the guest has made real progress (however loaded the machine is).
+      const start = vm.totalSteps();
+      const deadline = performance.now() + 10_000;
+      for (let round = 0; round < 60 || (vm.totalSteps() - start < 2000 && performance.now() < deadline); round++) {
         copied += copyDirty(vm, shadow);
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -52,7 +55,7 @@ describe('dirty log', () => {
   it('pause and resume leave dirty bits alone', async () => {
     const vm = Vm.create(testSpec({ id: 'vm-keep', memoryBytes: 256 * 1024, workload: { kind: 'uniform', rate: 5000 } }), pool);
     await vm.start();
-    await sleep(30);
+    await waitFor(() => vm.totalSteps() > 20, 'steps');
     await vm.pause();
     const before = vm.dirtyLog.count();
     expect(before).toBeGreaterThan(0);
@@ -67,7 +70,7 @@ describe('live snapshot', () => {
   it('is consistent with memory at its pause, and reports rounds and the pause', async () => {
     const vm = Vm.create(testSpec({ id: 'vm-live', vcpus: 2, memoryBytes: 8 << 20, workload: { kind: 'uniform', seed: 5 } }), pool);
     await vm.start();
-    await sleep(100);
+    await waitFor(() => vm.totalSteps() > 20_000, 'steps');
     const path = join(dir, 'live.vmss');
     const report = await vm.snapshot(path, { verify: true, maxRounds: 4 });
     expect(vm.state).toBe('running');
@@ -107,7 +110,7 @@ describe('live snapshot', () => {
   it('leaves every dirty bit it harvested set again', async () => {
     const vm = Vm.create(testSpec({ id: 'vm-bits', memoryBytes: 256 * 1024, workload: { kind: 'uniform', rate: 3000 } }), pool);
     await vm.start();
-    await sleep(40);
+    await waitFor(() => vm.totalSteps() > 20, 'steps');
     await vm.pause();
     const before = [...vm.dirtyLog.harvest()];
     for (const p of before) vm.dirtyLog.mark(p);

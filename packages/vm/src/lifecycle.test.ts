@@ -4,7 +4,7 @@ import { SNAPSHOT_HEADER_BYTES, SnapshotFileError } from '@ferry/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuPool } from './cpu-pool.ts';
 import { InvalidThrottleError, InvalidTransitionError, InvalidVmSpecError, MemoryReleasedError } from './errors.ts';
-import { sleep, tempDir, testSpec } from './test-support.ts';
+import { tempDir, testSpec, waitFor } from './test-support.ts';
 import { Vm } from './vm.ts';
 import type { VmState } from './vm.ts';
 import type { VmStateChanged } from './vm-events.ts';
@@ -37,7 +37,7 @@ async function vmIn(state: VmState): Promise<Vm> {
   const vm = Vm.create(testSpec({ id: `vm-${state}-${counter++}`, memoryBytes: 256 * 1024, workload: { kind: 'uniform', rate: 2000 } }), pool);
   if (state === 'created') return vm;
   await vm.start();
-  await sleep(20);
+  await waitFor(() => vm.totalSteps() > 0, 'first step');
   if (state === 'paused') await vm.pause();
   if (state === 'suspended') await vm.suspend(join(dir, `${vm.id}.vmss`));
   if (state === 'stopped' || state === 'deleted') await vm.stop();

@@ -28,3 +28,12 @@ export function firstDifferentPage(a: Uint8Array, b: Uint8Array): number {
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return Math.floor(i / 4096);
   return -1;
 }
+
+/** Polls `condition` every 5 ms until it holds; throws after `timeoutMs` (default 10 s). For progress, not timing. */
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}

@@ -373,7 +373,7 @@ export class Vm {
   /** Asks every vCPU to park and resolves once all acknowledged. */
   private async park(): Promise<void> {
     const ctl = this.control;
-    if (!ctl || !this.placed) return;
+    if (!ctl || !this.placed || this.pool.isClosed) return; // a closed pool runs nothing: already parked
     Atomics.store(ctl, CTL_RUN, 0);
     this.pool.ring(this.placed);
     for (let k = 0; k < this.spec.vcpus; k++) await waitUntilEqual(ctl, ctlIndex(k, CTL_PARKED), 1);
