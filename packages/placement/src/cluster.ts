@@ -2,8 +2,9 @@ import { DuplicateIdError, HostNotEmptyError, InvalidPlacementInputError, Invali
 import type { GroupPolicy, HostSpec, HostState, OvercommitRatios, PlacementRequest, Resources } from './types.ts';
 import { GroupPolicyConflictError } from './errors.ts';
 
-/** Host state codes in the model's `state` array. 0 marks a free slot (a removed host). */
+/** State code of a free slot (a removed host) in the model's `state` array. */
 export const STATE_FREE = 0;
+/** State code of an `up` host, the only state that takes VMs. */
 export const STATE_UP = 1;
 const STATE_CODE: Record<HostState, number> = { up: 1, down: 2, draining: 3, maintenance: 4 };
 const STATE_NAME: readonly (HostState | undefined)[] = [undefined, 'up', 'down', 'draining', 'maintenance'];

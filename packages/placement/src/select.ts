@@ -113,6 +113,8 @@ export function scoreHost(m: ClusterModel, q: Query, h: number, n: number): numb
 
 const SEARCH_OVERFLOW = -2;
 const PQ_CAPACITY = 1 << 15;
+/** Leaves the worst-fit search may visit before it gives up for the plain scan (a full cluster). */
+const SEARCH_LEAF_BUDGET = 512;
 const pqNode = new Int32Array(PQ_CAPACITY);
 const pqKey = new Float64Array(PQ_CAPACITY);
 const pqLeft = new Int32Array(PQ_CAPACITY);
@@ -132,8 +134,9 @@ function swap(a: number, b: number): void {
  * Worst-fit by best-first search of the free-share max-tree: nodes come out by (upper bound,
  * lowest slot); a leaf's score is (its free-share sum − the demand's share of it) ÷ 3, bounded by
  * (key − the smallest demand share over capacity classes) ÷ 3. Stops when no node left can beat
- * or tie-with-a-lower-slot the best leaf. Same answer as the full scan; SEARCH_OVERFLOW if the
- * queue would overflow (the caller then scans).
+ * or tie-with-a-lower-slot the best leaf. Same answer as the full scan; SEARCH_OVERFLOW when the
+ * queue would overflow or more than SEARCH_LEAF_BUDGET leaves were visited (in a full cluster many
+ * hosts have free CPU and disk but no memory): the caller then scans.
  */
 function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
   const t = m.remTree, size = m.treeSize;
@@ -152,7 +155,7 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
     while (c > 0) { const p = (c - 1) >> 1; if (!before(c, p)) break; swap(c, p); c = p; }
   };
   push(1);
-  let best = -1, bestScore = -Infinity;
+  let best = -1, bestScore = -Infinity, leaves = 0;
   const state = m.state;
   while (len > 0) {
     const k = pqNode[0]!, key = pqKey[0]!, left = pqLeft[0]!;
@@ -173,6 +176,7 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
     const bound = (key - dShareMin) / 3 + 1e-12;
     if (bound < bestScore || (bound <= bestScore + 2e-12 && left > best && best >= 0)) break;
     if (k >= size) {
+      if (++leaves > SEARCH_LEAF_BUDGET) return SEARCH_OVERFLOW;
       const h = k - size;
       if (state[h] !== STATE_UP) continue;
       const fm = m.capMem[h]! - m.usedMem[h]! - q.memoryBytes;
