@@ -27,8 +27,8 @@ export function placementChartSvg(rows: readonly ChartRow[], title: string): str
   out.push(`<rect width="100%" height="100%" fill="white"/>`);
   out.push(`<text x="${width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`);
   const panels = [
-    { name: 'hosts used ÷ lower bound', value: (r: ChartRow) => (r.lowerBound > 0 ? r.hostsUsed / r.lowerBound : 0), ref: 11 / 9, refLabel: '11/9' },
-    { name: 'fragmentation (share of free capacity unusable)', value: (r: ChartRow) => r.fragmentation, ref: undefined, refLabel: '' },
+    { name: 'hosts used ÷ lower bound (static trace)', value: (r: ChartRow) => (r.lowerBound > 0 ? r.hostsUsed / r.lowerBound : 0), ref: 11 / 9, refLabel: '11/9' },
+    { name: 'fragmentation after churn (free capacity unusable)', value: (r: ChartRow) => r.fragmentation, ref: undefined, refLabel: '' },
   ];
   panels.forEach((p, pi) => {
     const x0 = left + pi * (panelW + gap);
