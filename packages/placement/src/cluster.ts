@@ -90,6 +90,10 @@ export class ClusterModel {
    */
   treeSize = 16;
   remTree = new Float64Array(32).fill(-Infinity);
+  /** Max-trees of free cpu, memory and disk (same layout): subtrees where nothing fits are skipped. */
+  cpuTree = new Float64Array(32).fill(-Infinity);
+  memTree = new Float64Array(32).fill(-Infinity);
+  diskTree = new Float64Array(32).fill(-Infinity);
 
   constructor(ratios: OvercommitRatios) {
     for (const [k, v] of Object.entries(ratios)) {
@@ -112,10 +116,10 @@ export class ClusterModel {
     const co = new Int32Array(n); co.set(this.classOf); this.classOf = co;
     this.treeSize = n;
     this.remTree = new Float64Array(2 * n).fill(-Infinity);
-    for (let h = 0; h < this.size; h++) this.remTree[n + h] = this.remLeaf(h);
-    for (let k = n - 1; k >= 1; k--) this.remTree[k] = Math.max(this.remTree[2 * k]!, this.remTree[2 * k + 1]!);
-    const t = new Int32Array(n * MAX_INSTANCE_TYPES); t.set(this.typeCounts); this.typeCounts = t;
-    for (const [img, mask] of this.imageMasks) { const m = new Uint8Array(n); m.set(mask); this.imageMasks.set(img, m); }
+    this.cpuTree = new Float64Array(2 * n).fill(-Infinity);
+    this.memTree = new Float64Array(2 * n).fill(-Infinity);
+    this.diskTree = new Float64Array(2 * n).fill(-Infinity);
+    for (let h = 0; h < this.size; h++) this.touch(h);
   }
 
   /** Host slot of `hostId`; throws UnknownHostError. */
@@ -180,15 +184,20 @@ export class ClusterModel {
       (this.capDisk[h]! - this.usedDisk[h]!) * this.invDisk[h]!;
   }
 
-  /** Recomputes slot `h`'s leaf of the free-share tree and its ancestors. */
+  /** Recomputes slot `h`'s leaves of the free-capacity trees and their ancestors. */
   touch(h: number): void {
-    const t = this.remTree;
-    let k = this.treeSize + h;
-    t[k] = this.remLeaf(h);
-    for (k >>= 1; k >= 1; k >>= 1) {
-      const v = Math.max(t[2 * k]!, t[2 * k + 1]!);
-      if (t[k] === v) break;
-      t[k] = v;
+    const up = this.state[h] === STATE_UP;
+    const k0 = this.treeSize + h;
+    this.remTree[k0] = this.remLeaf(h);
+    this.cpuTree[k0] = up ? this.capCpu[h]! - this.usedCpu[h]! : -Infinity;
+    this.memTree[k0] = up ? this.capMem[h]! - this.usedMem[h]! : -Infinity;
+    this.diskTree[k0] = up ? this.capDisk[h]! - this.usedDisk[h]! : -Infinity;
+    for (const t of [this.remTree, this.cpuTree, this.memTree, this.diskTree]) {
+      for (let k = k0 >> 1; k >= 1; k >>= 1) {
+        const v = Math.max(t[2 * k]!, t[2 * k + 1]!);
+        if (t[k] === v) break;
+        t[k] = v;
+      }
     }
   }
 
@@ -436,6 +445,7 @@ export class ClusterModel {
     c.freeSlots = this.freeSlots.slice();
     c.active = this.active.slice(); c.activePos = this.activePos.slice(); c.classOf = this.classOf.slice();
     c.treeSize = this.treeSize; c.remTree = this.remTree.slice();
+    c.cpuTree = this.cpuTree.slice(); c.memTree = this.memTree.slice(); c.diskTree = this.diskTree.slice();
     c.classIds = new Map(this.classIds); c.classInv = this.classInv.map((x) => x.slice()); c.emptyHeaps = this.emptyHeaps.map((h) => h.slice());
     return c;
   }

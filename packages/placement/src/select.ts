@@ -131,7 +131,8 @@ function swap(a: number, b: number): void {
 }
 
 /**
- * Worst-fit by best-first search of the free-share max-tree: nodes come out by (upper bound,
+ * Worst-fit by best-first search of the free-share max-tree (subtrees whose largest free cpu,
+ * memory or disk is below the demand are never entered): nodes come out by (upper bound,
  * lowest slot); a leaf's score is (its free-share sum − the demand's share of it) ÷ 3, bounded by
  * (key − the smallest demand share over capacity classes) ÷ 3. Stops when no node left can beat
  * or tie-with-a-lower-slot the best leaf. Same answer as the full scan; SEARCH_OVERFLOW when the
@@ -139,7 +140,9 @@ function swap(a: number, b: number): void {
  * hosts have free CPU and disk but no memory): the caller then scans.
  */
 function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
-  const t = m.remTree, size = m.treeSize;
+  const t = m.remTree, size = m.treeSize, tc = m.cpuTree, tm = m.memTree, td = m.diskTree;
+  const anti = q.group !== undefined ? q.group.hostCounts : undefined; // plain: anti-affinity only
+  const dc = q.cpus - 1e-9, dm = q.memoryBytes - 1e-3, dd = q.diskBytes - 1e-3;
   let dShareMin = Infinity;
   for (let cls = 0; cls < m.classInv.length; cls++) {
     const inv = m.classInv[cls]!;
@@ -154,6 +157,7 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
     let c = len++;
     while (c > 0) { const p = (c - 1) >> 1; if (!before(c, p)) break; swap(c, p); c = p; }
   };
+  if (tm[1]! < dm || tc[1]! < dc || td[1]! < dd) return -1;
   push(1);
   let best = -1, bestScore = -Infinity, leaves = 0;
   const state = m.state;
@@ -183,13 +187,15 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
       const fc = m.capCpu[h]! - m.usedCpu[h]! - q.cpus;
       const fd = m.capDisk[h]! - m.usedDisk[h]! - q.diskBytes;
       if (fm < -1e-3 || fc < -1e-9 || fd < -1e-3) continue;
+      if (anti !== undefined && anti.has(h)) continue;
       const sc = strategyScore(m, q, h, n, fc, fm, fd);
       if (sc > bestScore || (sc === bestScore && h < best)) { bestScore = sc; best = h; }
       continue;
     }
     if (len + 2 > PQ_CAPACITY) return SEARCH_OVERFLOW;
-    if (t[2 * k] !== -Infinity) push(2 * k);
-    if (t[2 * k + 1] !== -Infinity) push(2 * k + 1);
+    for (let c = 2 * k; c <= 2 * k + 1; c++) {
+      if (t[c] !== -Infinity && tm[c]! >= dm && tc[c]! >= dc && td[c]! >= dd) push(c);
+    }
   }
   return best;
 }
@@ -219,11 +225,12 @@ export function selectHost(m: ClusterModel, q: Query): number {
   const g = q.group;
   const shortCircuit = q.strategy === FIRST_FIT && q.imageMask === undefined && q.penalty === undefined &&
     (g === undefined || g.policy === 'affinity' || g.policy === 'anti-affinity');
-  // Plain requests (no group, image, exclusion, penalty, migration): empty up hosts of one
+  // Plain requests (no group but anti-affinity, no image, exclusion, penalty, migration): empty up hosts of one
   // capacity class all score the same but for their slot, so only the lowest of each class is
   // scored, plus every host holding VMs; the filters inline over local typed arrays.
-  const plain = g === undefined && q.imageMask === undefined && q.penalty === undefined && q.exclude === undefined &&
-    q.migrationLimit < 0 && q.selfIdx < 0;
+  const plain = (g === undefined || g.policy === 'anti-affinity') && q.imageMask === undefined && q.penalty === undefined &&
+    q.exclude === undefined && q.migrationLimit < 0 && q.selfIdx < 0;
+  const antiCounts = g !== undefined ? g.hostCounts : undefined;
   if (plain && q.strategy === WORST_FIT) {
     const h = worstFitSearch(m, q, n);
     if (h !== SEARCH_OVERFLOW) return h;
@@ -243,6 +250,7 @@ export function selectHost(m: ClusterModel, q: Query): number {
       if (fc < -1e-9) continue;
       const fd = capD[h]! - usedD[h]! - dd;
       if (fd < -1e-3) continue;
+      if (antiCounts !== undefined && antiCounts.has(h)) continue;
       const s = strategyScore(m, q, h, n, fc, fm, fd);
       if (s > bestScore || (s === bestScore && h < best)) { bestScore = s; best = h; }
     }
@@ -264,17 +272,23 @@ export const FILTERS = ['host-state', 'excluded', 'capacity', 'incoming-migratio
 
 /** Counts, per filter, the hosts that reject `q` (the first failing filter of each host). */
 export function explainRejection(m: ClusterModel, q: Query): Record<string, number> {
-  const out: Record<string, number> = Object.fromEntries(FILTERS.map((f) => [f, 0]));
   const confined = affinityHosts(q);
-  const inc = (f: string): void => { out[f] = (out[f] ?? 0) + 1; };
+  const anti = q.group?.policy === 'anti-affinity' ? q.group : undefined;
+  const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
+  const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
+  const dc = q.cpus - 1e-9, dm = q.memoryBytes - 1e-3, dd = q.diskBytes - 1e-3;
+  let hostState = 0, excluded = 0, capacity = 0, migrations = 0, antiAffinity = 0, affinity = 0;
   for (let h = 0; h < m.size; h++) {
-    if (m.state[h] === 0) continue;
-    if (m.state[h] !== STATE_UP || h === q.selfIdx) inc('host-state');
-    else if (q.exclude?.[h] === 1) inc('excluded');
-    else if (!m.fits(h, q.cpus, q.memoryBytes, q.diskBytes)) inc('capacity');
-    else if (q.migrationLimit >= 0 && m.incoming[h]! >= q.migrationLimit) inc('incoming-migrations');
-    else if (q.group?.policy === 'anti-affinity' && others(q.group, h, q.selfIdx) > 0) inc('anti-affinity');
-    else if (confined !== undefined && !confined.includes(h)) inc('affinity');
+    const st = state[h];
+    if (st === 0) continue;
+    if (st !== STATE_UP || h === q.selfIdx) hostState++;
+    else if (q.exclude !== undefined && q.exclude[h] === 1) excluded++;
+    else if (capM[h]! - usedM[h]! < dm || capC[h]! - usedC[h]! < dc || capD[h]! - usedD[h]! < dd) capacity++;
+    else if (q.migrationLimit >= 0 && m.incoming[h]! >= q.migrationLimit) migrations++;
+    else if (anti !== undefined && others(anti, h, q.selfIdx) > 0) antiAffinity++;
+    else if (confined !== undefined && !confined.includes(h)) affinity++;
   }
-  return out;
+  return {
+    'host-state': hostState, excluded, capacity, 'incoming-migrations': migrations, 'anti-affinity': antiAffinity, affinity,
+  };
 }
