@@ -119,6 +119,8 @@ export class ClusterModel {
     this.cpuTree = new Float64Array(2 * n).fill(-Infinity);
     this.memTree = new Float64Array(2 * n).fill(-Infinity);
     this.diskTree = new Float64Array(2 * n).fill(-Infinity);
+    const t = new Int32Array(n * MAX_INSTANCE_TYPES); t.set(this.typeCounts); this.typeCounts = t;
+    for (const [img, mask] of this.imageMasks) { const m = new Uint8Array(n); m.set(mask); this.imageMasks.set(img, m); }
     for (let h = 0; h < this.size; h++) this.touch(h);
   }
 

@@ -144,6 +144,19 @@ describe('strategies on a cluster where the answer is known', () => {
     expect(placed(s, 's2', small, { instanceType: 'small' })).toBe(sA);
     expect(placed(s, 'l2', large, { instanceType: 'large' })).toBe(lA);
   });
+  it('segregation and image locality hold on clusters large enough to grow the model\'s arrays', () => {
+    const hosts = Array.from({ length: 40 }, (_, i) => host(`h${i}`, 8, 32, 100, i === 37 ? { images: ['ubuntu'] } : {}));
+    const s = new Scheduler(hosts, [], { strategy: 'segregation' });
+    for (let i = 0; i < 60; i++) {
+      const type = i % 3 === 0 ? 'large' : 'small';
+      placed(s, `v${i}`, type === 'large' ? large : small, { instanceType: type });
+    }
+    const typesOn = new Map<string, Set<string>>();
+    for (const vm of s.vms()) typesOn.set(vm.hostId, (typesOn.get(vm.hostId) ?? new Set()).add(vm.instanceType!));
+    for (const types of typesOn.values()) expect(types.size).toBe(1);
+    s.setStrategy('worst-fit');
+    expect(placed(s, 'img', small, { image: 'ubuntu' })).toBe('h37');
+  });
   it('soft anti-affinity spreads while room lasts, then shares a host rather than refuse', () => {
     const s = new Scheduler([host('a'), host('b')], [], { strategy: 'best-fit' });
     const group = { name: 'g', policy: 'soft-anti-affinity' as const };
