@@ -145,7 +145,8 @@ describe('strategies on a cluster where the answer is known', () => {
     expect(placed(s, 'l2', large, { instanceType: 'large' })).toBe(lA);
   });
   it('segregation and image locality hold on clusters large enough to grow the model\'s arrays', () => {
-    const hosts = Array.from({ length: 40 }, (_, i) => host(`h${i}`, 8, 32, 100, i === 37 ? { images: ['ubuntu'] } : {}));
+    // Only slots 20 and up take VMs: beyond the model's initial 16 slots.
+    const hosts = Array.from({ length: 40 }, (_, i) => host(`h${i}`, 8, 32, 100, i === 37 ? { images: ['ubuntu'] } : i < 20 ? { state: 'down', images: ['ubuntu'] } : {}));
     const s = new Scheduler(hosts, [], { strategy: 'segregation' });
     for (let i = 0; i < 60; i++) {
       const type = i % 3 === 0 ? 'large' : 'small';
