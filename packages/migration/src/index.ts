@@ -27,3 +27,5 @@ export { MigrationReceiver, expectToken } from './receiver.ts';
 export type { ReceiverState, ReceiverStats, ActivatedMigration, MigrationReceiverOptions } from './receiver.ts';
 export { MemoryChannel, MemoryChannelClosedError, createMemoryChannelPair } from './memory-channel.ts';
 export type { MemoryChannelOptions } from './memory-channel.ts';
+export { xenRateLimit, XEN_RATE_LIMIT_DEFAULTS } from './round-rate-limit.ts';
+export type { RoundRateLimit, XenRateLimitOptions } from './round-rate-limit.ts';

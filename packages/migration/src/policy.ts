@@ -1,5 +1,6 @@
 import { DEFAULT_MIGRATION_POLICY, type MigrationPolicy } from '@ferry/protocol';
 import { MigrationOptionsError } from './errors.ts';
+import type { RoundRateLimit } from './round-rate-limit.ts';
 
 /** How the final memory digest is checked. See `MigrationSenderPolicy.verify`. */
 export type VerifyMode = 'incremental' | 'full';
@@ -40,6 +41,12 @@ export interface MigrationSenderPolicy extends MigrationPolicy {
   readonly handshakeTimeoutMs: number;
   readonly readyTimeoutMs: number;
   readonly activateTimeoutMs: number;
+  /**
+   * Optional per-round rate (e.g. `xenRateLimit()`, Xen's dynamic rate limiting): when set, it
+   * replaces `bandwidthLimit` and is asked for a rate before every round, and may stop pre-copy.
+   * Default none.
+   */
+  readonly roundRateLimit?: RoundRateLimit;
 }
 
 /** Defaults of every sender policy field. */
@@ -72,5 +79,6 @@ export function resolveSenderPolicy(given: Partial<MigrationSenderPolicy> = {}):
   int(p.handshakeTimeoutMs, 'handshakeTimeoutMs', 1, 3_600_000);
   int(p.readyTimeoutMs, 'readyTimeoutMs', 1, 3_600_000);
   int(p.activateTimeoutMs, 'activateTimeoutMs', 1, 3_600_000);
+  if (p.roundRateLimit !== undefined && typeof p.roundRateLimit?.rateForRound !== 'function') throw new MigrationOptionsError('roundRateLimit', 'must have a rateForRound function');
   return Object.freeze(p);
 }

@@ -31,7 +31,7 @@ import { wallClockMs, type SourceVm } from './source-vm.ts';
 export type SenderState = 'created' | 'handshaking' | 'precopying' | 'stopping' | 'awaiting-ready' | 'committing' | 'activating' | 'completed' | 'failed' | 'cancelled';
 
 /** Why pre-copy stopped. */
-export type StopReason = 'converged' | 'max-rounds' | 'no-progress';
+export type StopReason = 'converged' | 'max-rounds' | 'no-progress' | 'rate-limit';
 
 /** What the commit point decided. */
 export type CommitDecision = 'commit' | 'abort';
@@ -52,6 +52,8 @@ export interface SenderRoundStats extends RoundStats {
   readonly zeroPagesSent: number;
   /** Pages skipped because they were dirtied again during this round (sent next round). */
   readonly pagesRedirtied: number;
+  /** The page-data rate limit of this round (bytes/s) when the policy has a `roundRateLimit`. */
+  readonly rateLimitBytesPerSec?: number;
   /** Pages sent in this round, by index, only when `recordPages` was set (tests). */
   readonly pages?: readonly number[];
 }
@@ -140,7 +142,7 @@ export class MigrationSender {
   private readonly words: Int32Array;
   private readonly builder: PageFrameBuilder;
   private readonly tracker: PageSumTracker | undefined;
-  private readonly bucket: TokenBucket;
+  private bucket: TokenBucket;
 
   private current: SenderState = 'created';
   private failure: MigrationError | undefined;
@@ -314,6 +316,7 @@ export class MigrationSender {
       const converged = stats.expectedDowntimeMs <= this.policy.maxDowntimeMs && (dirty * 2 > residualIn || stats.expectedDowntimeMs - this.switchoverMs() < 1);
       if (converged) return 'converged';
       if (round >= this.policy.maxRounds) return 'max-rounds';
+      if (this.policy.roundRateLimit?.stopAfter?.(this.rounds)) return 'rate-limit';
       if (dirty < best) {
         best = dirty;
         stale = 0;
@@ -330,6 +333,7 @@ export class MigrationSender {
     const startMs = this.now();
     const pages = round === 1 && !final ? undefined : dirtyLog.harvest();
     const record: number[] | undefined = this.recordPages ? [] : undefined;
+    const rateLimit = this.policy.roundRateLimit ? this.roundRate(round, final) : undefined;
     this.send({ type: 'start-round', round, final });
     const peek = !final;
     let pagesSent = 0;
@@ -386,6 +390,7 @@ export class MigrationSender {
       pagesLeft: dirtyPages,
       zeroPagesSent,
       pagesRedirtied,
+      ...(rateLimit !== undefined ? { rateLimitBytesPerSec: rateLimit } : {}),
       ...(record ? { pages: record } : {}),
     };
     this.rounds.push(stats);
@@ -414,6 +419,14 @@ export class MigrationSender {
     }
     if (this.failure) throw this.failure;
     return bytes;
+  }
+
+  /** Asks the policy's roundRateLimit for this round's rate and refills the token bucket at it. */
+  private roundRate(round: number, final: boolean): number {
+    const asked = this.policy.roundRateLimit!.rateForRound(round, final, this.rounds);
+    const rate = Number.isFinite(asked) && asked > 0 ? Math.floor(asked) : 0;
+    this.bucket = new TokenBucket(rate, this.now);
+    return rate;
   }
 
   /** Fixed cost of the switch-over: ready and activated round trips, plus a full digest when asked. */
