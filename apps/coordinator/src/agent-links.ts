@@ -178,18 +178,20 @@ export class AgentLinks {
       case 'register':
         this.links.get(hostId)?.close(FERRY_CLOSE.BAD_MESSAGE, 'already registered');
         return;
-      case 'migration-reserved':
-      case 'request-failed': {
-        const p = this.pending.get(message.requestId);
-        if (!p || p.hostId !== hostId) return;
-        this.pending.delete(message.requestId);
-        clearTimeout(p.timer);
-        if (message.type === 'request-failed') p.reject(new AgentRequestError(hostId, message.code, message.message));
-        else p.resolve(message);
-        return;
-      }
-      default:
+      default: {
+        // Every reply (a message with a `requestId`) resolves its pending request; a late or
+        // unknown reply is dropped. Notifications go to the modules.
+        if ('requestId' in message) {
+          const p = this.pending.get(message.requestId);
+          if (!p || p.hostId !== hostId) return;
+          this.pending.delete(message.requestId);
+          clearTimeout(p.timer);
+          if (message.type === 'request-failed') p.reject(new AgentRequestError(hostId, message.code, message.message));
+          else p.resolve(message);
+          return;
+        }
         this.options.onUnhandled(hostId, message);
+      }
     }
   }
 

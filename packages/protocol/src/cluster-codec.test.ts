@@ -57,3 +57,55 @@ describe('cluster codec', () => {
     expect(() => coordinatorClusterCodec.decode(new Uint8Array(1024 * 1024 + 1))).toThrow(MessageTooLargeError);
   });
 });
+
+describe('cluster codec: VM operations and migration orchestration', () => {
+  const vm = { vmId: 'vm-1', state: 'running', memoryBytes: 2 ** 24, cpus: 1, name: 'web', image: 'base-os', workload: { kind: 'hotset', seed: 3, rate: 1000, params: { hotsetPages: 64 } }, totalSteps: 12 };
+  const round = { round: 1, pagesSent: 10, bytesSent: 40960, dirtyPages: 2, dirtyRatePagesPerSec: 20, bandwidthBytesPerSec: 1e9, expectedDowntimeMs: 0.5, throttlePercent: 0, pagesLeft: 2, final: false, durationMs: 3.5, zeroPagesSent: 1 };
+  const report = { migrationId: 'm1', totalMs: 10, setupMs: 1, downtimeMs: 0.4, pausedAtMs: 1e12, rounds: 3, stopReason: 'converged', bytesOnWire: 100, vmBytes: 2 ** 24, pageBytesSent: 80, zeroPagesSkipped: 4, digestAlgorithm: 'page-sum-xxh64', digest: 'ab', digestVerified: true, finalThrottlePercent: 0, switchoverMs: 0.2 };
+
+  it('round-trips every new agent message', () => {
+    const msgs: AgentToCoordinatorMessage[] = [
+      { type: 'heartbeat', seq: 1, vms: [vm, { vmId: 'vm-2', state: 'migrating-out', memoryBytes: 8192 * 3, cpus: 1, migrationId: 'm1' }] },
+      { type: 'vm-created', requestId: 'r', vm, imagePages: 7 },
+      { type: 'vm-updated', requestId: 'r', vm },
+      { type: 'snapshot-taken', requestId: 'r', vmId: 'vm-1', snapshotId: 's1', memoryBytes: 1, fileBytes: 2, durationMs: 3, pauseMs: 0.5 },
+      { type: 'wws-sampled', requestId: 'r', vmId: 'vm-1', samples: [{ atMs: 1, intervalMs: 100, dirtyPages: 5, dirtyRatePagesPerSec: 50 }], wwsPages: 5, memoryBytes: 2 ** 24 },
+      { type: 'vm-digested', requestId: 'r', vmId: 'vm-1', digest: 'ff00', state: 'running', totalSteps: 9 },
+      { type: 'vm-state-changed', vm, reason: 'migrated in' },
+      { type: 'migration-accepted', requestId: 'r', migrationId: 'm1' },
+      { type: 'migration-progress', migrationId: 'm1', round },
+      { type: 'migration-ready', migrationId: 'm1', vmId: 'vm-1', digest: 'ab' },
+      { type: 'migration-finished', migrationId: 'm1', vmId: 'vm-1', role: 'source', outcome: 'completed', report },
+      { type: 'migration-finished', migrationId: 'm1', vmId: 'vm-1', role: 'destination', outcome: 'failed', error: { code: 'FERRY_ERR_X', message: 'cut' }, vm },
+    ];
+    for (const m of msgs) expect(coordinatorClusterCodec.decode(agentClusterCodec.encode(m))).toEqual(m);
+  });
+
+  it('round-trips every new coordinator message', () => {
+    const msgs: CoordinatorToAgentMessage[] = [
+      {
+        type: 'vm-create',
+        requestId: 'r',
+        spec: { id: 'vm-1', name: 'web', vcpus: 2, memoryBytes: 2 ** 24, workload: { kind: 'idle' }, heartbeat: false, stepLimit: 100 },
+        image: 'base-os',
+        config: { instanceId: 'vm-1', hostname: 'web', ip: '10.0.0.2', accessRules: ['tcp:22'], user: 'ferry', password: 'pw' },
+        start: true,
+      },
+      { type: 'vm-create', requestId: 'r', spec: { id: 'vm-2', name: '', vcpus: 1, memoryBytes: 2 ** 20, workload: { kind: 'scan', rate: 0 } }, start: false },
+      { type: 'vm-action', requestId: 'r', vmId: 'vm-1', action: 'suspend' },
+      { type: 'vm-snapshot', requestId: 'r', vmId: 'vm-1', snapshotId: 'snap-1' },
+      { type: 'vm-clone', requestId: 'r', snapshotId: 'snap-1', newVmId: 'vm-3', name: 'copy', start: true },
+      { type: 'vm-wws', requestId: 'r', vmId: 'vm-1', samples: 5, intervalMs: 100 },
+      { type: 'vm-digest', requestId: 'r', vmId: 'vm-1' },
+      { type: 'migration-start', requestId: 'r', migrationId: 'm1', vmId: 'vm-1', destinationHostId: 'h2', address: 'ws://127.0.0.1:1/migrate', token: 't', policy: { maxDowntimeMs: 300, maxRounds: 30, bandwidthLimit: 0, autoConverge: false }, decisionTimeoutMs: 30_000 },
+      { type: 'migration-decision', migrationId: 'm1', decision: 'commit' },
+      { type: 'migration-cancel', migrationId: 'm1', reason: 'operator' },
+    ];
+    for (const m of msgs) expect(agentClusterCodec.decode(coordinatorClusterCodec.encode(m))).toEqual(m);
+  });
+
+  it('refuses a snapshot id that could escape the data dir and an unknown action', () => {
+    expect(() => agentClusterCodec.decode(pack({ type: 'vm-snapshot', requestId: 'r', vmId: 'v', snapshotId: '../etc' }))).toThrow(MessageInvalidError);
+    expect(() => agentClusterCodec.decode(pack({ type: 'vm-action', requestId: 'r', vmId: 'v', action: 'explode' }))).toThrow(MessageInvalidError);
+  });
+});
