@@ -33,3 +33,4 @@ export {
   PoolClosedError,
   SnapshotInconsistentError,
 } from './errors.ts';
+export { sampleWritableWorkingSet, predictPrecopy, dirtiedWithinMs, isSamplingDirtyLog, WwsBusyError, WwsOptionsError, type WwsSource, type WwsOptions, type WwsSampling, type PredictOptions, type PredictedRound, type PrecopyPrediction } from './wws.ts';
