@@ -11,5 +11,5 @@ export { CoordinatorError, InvalidTransitionError, UnknownHostError, AgentReques
 export { writeFileAtomic, openStateDir, loadOrCreateToken } from './state-dir.ts';
 export { createLogger } from './logger.ts';
 export { sendJson, sendError } from './http-api.ts';
-export { MigrationOrchestrator, MigrationRequestError, writeFileDurably } from './migrations.ts';
+export { MigrationOrchestrator, MigrationRequestError } from './migrations.ts';
 export type { VmDirectory, VmLocation, MigrationOrchestratorOptions, StartMigrationRequest, MigrationReportDetail } from './migrations.ts';

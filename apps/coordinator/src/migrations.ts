@@ -25,7 +25,7 @@
  * POST /api/v1/vms/:id/migrate (see api-routes.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { nanoid } from 'nanoid';
 import { Counter, Histogram } from 'prom-client';
 import {
@@ -47,6 +47,7 @@ import {
 import type { CoordinatorContext, CoordinatorModule } from './modules.ts';
 import type { Logger } from './logger.ts';
 import { sendError, sendJson } from './http-api.ts';
+import { writeFileAtomic } from './state-dir.ts';
 
 /** Where a VM is and what it needs, as the VM registry knows it. */
 export interface VmLocation {
@@ -694,7 +695,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
 
   /** Writes the journal: synchronously to journalPath when `sync` (commit-relevant steps), and asks for a state save. */
   private persist(sync: boolean): void {
-    if (sync && this.options.journalPath) writeFileDurably(this.options.journalPath, JSON.stringify(this.journal()));
+    if (sync && this.options.journalPath) writeFileAtomic(this.options.journalPath, JSON.stringify(this.journal()));
     this.ctx?.requestSave();
   }
 
@@ -717,19 +718,6 @@ function sourceVmState(m: MigrationFinishedMessage, prior: VmState): VmState {
   const s = m.vm?.state;
   if (s === 'running' || s === 'paused' || s === 'suspended' || s === 'stopped') return s;
   return prior;
-}
-
-/** Write-then-fsync-then-rename: the file holds the old or the new content, never a torn one. */
-export function writeFileDurably(path: string, text: string): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
 }
 
 /** Reads a JSON request body (at most 64 KiB; empty = {}). */
