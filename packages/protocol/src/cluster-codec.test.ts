@@ -88,7 +88,7 @@ describe('cluster codec: VM operations and migration orchestration', () => {
         requestId: 'r',
         spec: { id: 'vm-1', name: 'web', vcpus: 2, memoryBytes: 2 ** 24, workload: { kind: 'idle' }, heartbeat: false, stepLimit: 100 },
         image: 'base-os',
-        config: { instanceId: 'vm-1', hostname: 'web', ip: '10.0.0.2', accessRules: ['tcp:22'], user: 'ferry', password: 'pw' },
+        config: { instanceId: 'vm-1', hostname: 'web', ip: '10.0.0.2', accessRules: [{ protocol: 'tcp', port: 22, cidr: '0.0.0.0/0' }, { protocol: 'icmp', cidr: '10.0.0.0/8' }], user: 'ferry', password: 'pw' },
         start: true,
       },
       { type: 'vm-create', requestId: 'r', spec: { id: 'vm-2', name: '', vcpus: 1, memoryBytes: 2 ** 20, workload: { kind: 'scan', rate: 0 } }, start: false },

@@ -111,15 +111,16 @@ function spec(raw: RawMessage): VmSpecWire {
 
 function guestConfig(raw: RawMessage): GuestConfigWire {
   const c = field.map(raw, 'config');
-  const rules = c['accessRules'];
-  if (!Array.isArray(rules) || rules.length > 256 || rules.some((r) => typeof r !== 'string' || r.length > 1024)) {
-    throw new MessageInvalidError('config.accessRules must be a list of at most 256 strings', { field: 'accessRules' });
-  }
+  const accessRules = mapList(c, 'accessRules', 256).map((o) => ({
+    protocol: field.oneOf(o, 'protocol', ['tcp', 'udp', 'icmp'] as const),
+    ...(has(o, 'port') ? { port: field.integer(o, 'port', 0, 65535) } : {}),
+    cidr: field.string(o, 'cidr', { nonEmpty: true, maxLength: 64 }),
+  }));
   return {
     instanceId: id(c, 'instanceId'),
     hostname: field.string(c, 'hostname', { maxLength: 256 }),
     ip: field.string(c, 'ip', { maxLength: 64 }),
-    accessRules: [...(rules as string[])],
+    accessRules,
     user: field.string(c, 'user', { maxLength: 256 }),
     password: field.string(c, 'password', { maxLength: 1024 }),
   };

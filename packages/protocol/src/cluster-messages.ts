@@ -87,12 +87,20 @@ export interface VmSpecWire {
   readonly stepLimit?: number;
 }
 
-/** Run-time configuration an agent writes into the guest's config page (@ferry/images GuestConfig). */
+/** A firewall rule of an instance (@ferry/images AccessRule). */
+export interface AccessRuleWire {
+  readonly protocol: 'tcp' | 'udp' | 'icmp';
+  readonly port?: number;
+  /** Source network, e.g. `0.0.0.0/0`. */
+  readonly cidr: string;
+}
+
+/** Run-time configuration an agent writes into the guest's config page (@ferry/images GuestConfig without imageId). */
 export interface GuestConfigWire {
   readonly instanceId: string;
   readonly hostname: string;
   readonly ip: string;
-  readonly accessRules: readonly string[];
+  readonly accessRules: readonly AccessRuleWire[];
   readonly user: string;
   readonly password: string;
 }
