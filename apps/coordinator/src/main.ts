@@ -1,12 +1,19 @@
 /**
  * `tsx apps/coordinator/src/main.ts [--port 7070] [--host 127.0.0.1] [--state-dir .ferry]
- *  [--heartbeat-interval-ms 1000] [--failure-timeout-ms 3000] [--log-level info]`
+ *  [--heartbeat-interval-ms 1000] [--failure-timeout-ms 3000] [--log-level info]
+ *  [--placement best-fit] [--drain-max-per-host 2] [--drain-max-per-cluster 4]`
+ * Runs the cloud manager (VM registry, images, placement, lifecycle, drains) and the migration
+ * orchestrator as modules.
  * Prints one JSON line on stdout when ready: `{"event":"coordinator-ready","port":N,"url":…,"stateDir":…}`
  * (the token is in `<stateDir>/token`); logs go to stderr. SIGINT/SIGTERM close gracefully.
  * Bad flags: a message on stderr and exit code 2.
  */
 import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { STRATEGIES } from '@ferry/placement';
 import { startCoordinator } from './coordinator.ts';
+import { createCloudModules } from './cloud.ts';
+import { isStrategyName } from './placement.ts';
 import { createLogger } from './logger.ts';
 
 function fail(message: string): never {
@@ -31,6 +38,9 @@ try {
       'heartbeat-interval-ms': { type: 'string' },
       'failure-timeout-ms': { type: 'string' },
       'log-level': { type: 'string' },
+      placement: { type: 'string' },
+      'drain-max-per-host': { type: 'string' },
+      'drain-max-per-cluster': { type: 'string' },
     },
     strict: true,
   }));
@@ -40,11 +50,23 @@ try {
 
 const port = intFlag('port', values.port, 0) ?? 7070;
 if (port > 65535) fail(`--port must be ≤ 65535, got ${port}`);
+const strategy = values.placement ?? 'best-fit';
+if (!isStrategyName(strategy)) fail(`--placement must be one of ${STRATEGIES.join(', ')}, got "${strategy}"`);
+const stateDir = resolve(values['state-dir'] ?? '.ferry');
+const { modules } = createCloudModules({
+  stateDir,
+  strategy,
+  drain: {
+    maxPerHost: intFlag('drain-max-per-host', values['drain-max-per-host'], 1) ?? 2,
+    maxPerCluster: intFlag('drain-max-per-cluster', values['drain-max-per-cluster'], 1) ?? 4,
+  },
+});
 const logger = createLogger('coordinator', values['log-level'] ?? 'info');
 const coordinator = await startCoordinator({
   port,
   ...(values.host !== undefined ? { host: values.host } : {}),
-  ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
+  stateDir,
+  modules,
   ...(values['heartbeat-interval-ms'] !== undefined ? { heartbeatIntervalMs: intFlag('heartbeat-interval-ms', values['heartbeat-interval-ms'], 10)! } : {}),
   ...(values['failure-timeout-ms'] !== undefined ? { failureTimeoutMs: intFlag('failure-timeout-ms', values['failure-timeout-ms'], 10)! } : {}),
   logger,
