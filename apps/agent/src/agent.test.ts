@@ -7,7 +7,7 @@ import { startCoordinator, type RunningCoordinator } from '../../coordinator/src
 import { HostilePeer, FERRY_CLOSE } from '@ferry/transport';
 import { dialMigration } from './migration-server.ts';
 import { startAgent, agentUrl, type RunningAgent } from './agent.ts';
-import { ReservationBook, InsufficientCapacityError } from './vm-host.ts';
+import { ReservationBook, InsufficientCapacityError, NoVmHost } from './vm-host.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -24,6 +24,7 @@ async function cluster(): Promise<{ coord: RunningCoordinator; agent: RunningAge
     token: coord.token,
     hostId: 'host-1',
     capacity: { cpus: 4, memoryBytes: 64 * 2 ** 20, diskBytes: 2 ** 30 },
+    vmHost: new NoVmHost(),
   });
   cleanups.push(() => agent.close());
   await agent.whenRegistered();

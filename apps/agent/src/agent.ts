@@ -14,7 +14,9 @@ import {
 } from '@ferry/protocol';
 import { OneTimeTokenRegistry, ReconnectingClient, openWsChannel, FERRY_CLOSE, closeCodeName, redactUrl, type WsChannel } from '@ferry/transport';
 import { startMigrationServer, MIGRATION_WS_PATH, type MigrationGrant, type MigrationServer } from './migration-server.ts';
-import { NoVmHost, ReservationBook, type VmHost } from './vm-host.ts';
+import { ReservationBook, type VmHost } from './vm-host.ts';
+import { LocalVmHost } from './vm-host-local.ts';
+import { join, resolve } from 'node:path';
 import { createLogger, type Logger } from './logger.ts';
 
 type CoordinatorChannel = WsChannel<CoordinatorToAgentMessage, AgentToCoordinatorMessage>;
@@ -34,8 +36,12 @@ export interface AgentOptions {
   readonly migrationHost?: string;
   /** Host name peers use to reach the migration port; default migrationHost. */
   readonly advertiseHost?: string;
-  /** The VM host module; default NoVmHost. */
+  /** The VM host module; default a LocalVmHost (real VMs) in `dataDir`. */
   readonly vmHost?: VmHost;
+  /** Data dir of the default VM host (images, suspend files, snapshots); default `.ferry/agents/<hostId>` under cwd. */
+  readonly dataDir?: string;
+  /** pCPU worker threads of the default VM host; default 2. */
+  readonly pcpus?: number;
   readonly logger?: Logger;
   /** Reconnect backoff; default 100 ms doubling to 5 s. */
   readonly backoff?: { initialMs?: number; maxMs?: number };
@@ -62,11 +68,26 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const hostId = options.hostId ?? `host-${nanoid(6)}`;
   const logger = (options.logger ?? createLogger('agent', 'silent', false)).child({ hostId });
-  const vmHost: VmHost = options.vmHost ?? new NoVmHost();
+  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}) });
   const reservations = new ReservationBook(options.capacity);
+  let currentChannel: CoordinatorChannel | undefined;
+  const registeredListeners = new Set<() => void>();
+  vmHost.bind?.({
+    hostId,
+    reservations,
+    send(message) {
+      if (!registered || !currentChannel || currentChannel.closed) return false;
+      currentChannel.send(message);
+      return true;
+    },
+    onRegistered(listener) {
+      registeredListeners.add(listener);
+      return () => registeredListeners.delete(listener);
+    },
+  });
   const tokens = new OneTimeTokenRegistry<MigrationGrant>();
   const migrationHost = options.migrationHost ?? '127.0.0.1';
-  const migration: MigrationServer = await startMigrationServer({ host: migrationHost, port: options.migrationPort ?? 0, tokens, reservations, vmHost, logger });
+  const migration: MigrationServer = await startMigrationServer({ host: migrationHost, port: options.migrationPort ?? 0, tokens, reservations, vmHost, logger, clusterToken: options.token, hostId });
   const migrationAddress = `ws://${options.advertiseHost ?? migrationHost}:${migration.port}${MIGRATION_WS_PATH}`;
   const url = agentUrl(options.coordinatorUrl);
 
@@ -85,7 +106,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         logger.info({ event: 'agent-registered', heartbeat_interval_ms: message.heartbeatIntervalMs }, 'registered with the coordinator');
         if (heartbeatTimer) clearInterval(heartbeatTimer);
         heartbeatTimer = setInterval(() => reply({ type: 'heartbeat', seq: ++seq, vms: vmHost.listVms() }), message.heartbeatIntervalMs);
+        currentChannel = channel;
         for (const w of registeredWaiters.splice(0)) w();
+        for (const l of [...registeredListeners]) {
+          try {
+            l();
+          } catch (err) {
+            logger.error({ event: 'registered-listener-failed', err }, 'a registration listener failed');
+          }
+        }
         return;
       }
       case 'register-refused': {

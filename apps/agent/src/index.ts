@@ -1,7 +1,13 @@
 export { startAgent, agentUrl } from './agent.ts';
 export type { AgentOptions, RunningAgent } from './agent.ts';
 export { NoVmHost, ReservationBook, InsufficientCapacityError } from './vm-host.ts';
-export type { VmHost, Reservation, IncomingMigrationChannel } from './vm-host.ts';
+export type { VmHost, Reservation, IncomingMigrationChannel, CoordinatorLink } from './vm-host.ts';
+export { LocalVmHost, VmHostError, toVmSpec } from './vm-host-local.ts';
+export type { LocalVmHostOptions, VmEntry } from './vm-host-local.ts';
+export { ProbeClient, PROBE_WS_PATH, PROBE_DEFAULT_TIMEOUT_MS, serveProbes } from './probe.ts';
+export type { ProbeReply, ProbeResult } from './probe.ts';
+export { encodeEnvelope, decodeEnvelope } from './vm-host-envelope.ts';
+export type { VmEnvelope } from './vm-host-envelope.ts';
 export { startMigrationServer, dialMigration, MIGRATION_WS_PATH } from './migration-server.ts';
 export type { MigrationGrant, MigrationServer, OutgoingMigrationChannel } from './migration-server.ts';
 export { createLogger } from './logger.ts';

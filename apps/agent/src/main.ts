@@ -1,7 +1,9 @@
 /**
  * `tsx apps/agent/src/main.ts --coordinator ws://127.0.0.1:7070 --token T --id host-1 --cpus 8
  *  --memory 16GiB --disk 100GiB [--migration-port 0] [--migration-host 127.0.0.1]
- *  [--advertise-host H] [--log-level info]`
+ *  [--advertise-host H] [--log-level info] [--data-dir DIR] [--pcpus 2]`
+ * `--data-dir` holds the image library, suspend files and snapshots (default `.ferry/agents/<id>`);
+ * `--pcpus` is the number of pCPU worker threads that run the VMs' vCPUs.
  * `--token-file F` reads the token from a file instead. Prints one JSON line on stdout when the
  * migration port listens: `{"event":"agent-ready","hostId":…,"migrationPort":N,"migrationAddress":…}`;
  * logs go to stderr. Bad flags (e.g. `--memory lots`): a message on stderr, exit 2. A token the
@@ -33,6 +35,8 @@ try {
       'migration-host': { type: 'string' },
       'advertise-host': { type: 'string' },
       'log-level': { type: 'string' },
+      'data-dir': { type: 'string' },
+      pcpus: { type: 'string' },
     },
     strict: true,
   }));
@@ -68,6 +72,9 @@ const migrationPort = Number(values['migration-port'] ?? '0');
 if (!Number.isSafeInteger(migrationPort) || migrationPort < 0 || migrationPort > 65535) fail(`--migration-port must be 0–65535, got "${values['migration-port']}"`);
 if (values.id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(values.id)) fail(`--id must be 1–63 letters, digits, '.', '_' or '-', got "${values.id}"`);
 
+const pcpus = Number(values.pcpus ?? '2');
+if (!Number.isSafeInteger(pcpus) || pcpus < 1 || pcpus > 256) fail(`--pcpus must be an integer from 1 to 256, got "${values.pcpus}"`);
+
 const logger = createLogger('agent', values['log-level'] ?? 'info');
 let agent: Awaited<ReturnType<typeof startAgent>>;
 try {
@@ -77,6 +84,8 @@ try {
     ...(values.id !== undefined ? { hostId: values.id } : {}),
     capacity: { cpus, memoryBytes, diskBytes },
     migrationPort,
+    pcpus,
+    ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
     ...(values['migration-host'] !== undefined ? { migrationHost: values['migration-host'] } : {}),
     ...(values['advertise-host'] !== undefined ? { advertiseHost: values['advertise-host'] } : {}),
     logger,

@@ -20,6 +20,7 @@ import { migrationReceiverCodec, migrationSenderCodec, MIGRATION_MAX_MESSAGE_BYT
 import { attachWsRoutes, presentedToken, openWsChannel, WsChannel, FERRY_CLOSE, type OneTimeTokenRegistry, type WsRoutes } from '@ferry/transport';
 import type { IncomingMigrationChannel, Reservation, ReservationBook, VmHost } from './vm-host.ts';
 import type { Logger } from './logger.ts';
+import { PROBE_WS_PATH, probeAuthenticator, serveProbes } from './probe.ts';
 
 /** Path of the migration WebSocket on the agent's migration port. */
 export const MIGRATION_WS_PATH = '/migrate';
@@ -43,8 +44,12 @@ export async function startMigrationServer(options: {
   reservations: ReservationBook;
   vmHost: VmHost;
   logger: Logger;
+  /** The cluster token: `/probe` (probe.ts) accepts it. Without it `/probe` is not served. */
+  clusterToken?: string;
+  hostId?: string;
 }): Promise<MigrationServer> {
   const { tokens, reservations, vmHost, logger } = options;
+  const probeTarget = { probe: vmHost.probe?.bind(vmHost) ?? (() => Promise.resolve({ status: 'not-here' as const })) };
   const server: Server = createServer((_req, res) => res.writeHead(404).end());
   const routes: WsRoutes = attachWsRoutes(server, [
     {
@@ -72,6 +77,9 @@ export async function startMigrationServer(options: {
         }
       },
     },
+    ...(options.clusterToken !== undefined
+      ? [{ path: PROBE_WS_PATH, maxPayloadBytes: 4096, authenticate: probeAuthenticator(options.clusterToken), onConnection: (ws: import('ws').WebSocket) => serveProbes(ws, probeTarget, options.hostId ?? '') }]
+      : []),
   ]);
   server.listen(options.port, options.host);
   await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))]);

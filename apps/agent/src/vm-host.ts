@@ -8,7 +8,8 @@
  * Outgoing migrations and VM lifecycle arrive as cluster messages the VM host will claim through
  * `onCoordinatorMessage`.
  */
-import type { CoordinatorToAgentMessage, DestinationMessage, HostCapacity, SourceMessage, VmReport } from '@ferry/protocol';
+import type { AgentToCoordinatorMessage, CoordinatorToAgentMessage, DestinationMessage, HostCapacity, SourceMessage, VmReport } from '@ferry/protocol';
+import type { ProbeResult } from './probe.ts';
 import { FERRY_CLOSE, type WsChannel } from '@ferry/transport';
 
 /** The receiver's end of a migration stream: decodes source messages, sends destination messages. */
@@ -23,14 +24,28 @@ export interface Reservation {
   readonly expiresAtMs: number;
 }
 
+/** What the agent core lends its VM host: the coordinator link and the reservation book. */
+export interface CoordinatorLink {
+  readonly hostId: string;
+  /** Sends to the coordinator when registered; returns false (message dropped) otherwise. */
+  send(message: AgentToCoordinatorMessage): boolean;
+  /** Calls `listener` after every successful (re)registration; returns the unsubscribe function. */
+  onRegistered(listener: () => void): () => void;
+  readonly reservations: ReservationBook;
+}
+
 /** What the agent core needs from a VM host. */
 export interface VmHost {
+  /** Called once by the agent core before anything else. */
+  bind?(link: CoordinatorLink): void;
+  /** Answers a probe (probe.ts); absent: every probe gets `not-here`. */
+  probe?(vmId: string, afterMs: number, timeoutMs: number): Promise<ProbeResult>;
   /** The VMs this host runs now. */
   listVms(): VmReport[];
   /** A migration stream with a valid one-time token arrived for `reservation`. The host owns the channel from here on. */
   acceptIncomingMigration(channel: IncomingMigrationChannel, reservation: Reservation): void;
   /** Offered coordinator messages the core does not handle; return true when handled. */
-  onCoordinatorMessage?(message: CoordinatorToAgentMessage, reply: (m: import('@ferry/protocol').AgentToCoordinatorMessage) => void): boolean;
+  onCoordinatorMessage?(message: CoordinatorToAgentMessage, reply: (m: AgentToCoordinatorMessage) => void): boolean;
   /** Stops every VM (shutdown). */
   close?(): Promise<void>;
 }

@@ -1,0 +1,71 @@
+/**
+ * The destination side of a live migration on an agent. The migration port already consumed the
+ * one-time token; here a MigrationReceiver runs over the stream. Its hello must name the reserved
+ * migration and VM and fit the reservation; memory is allocated only after that. On `activate`
+ * (sent by the source only after the coordinator's commit) the VM is rebuilt with `Vm.restore`
+ * from the received memory, registers and the VM envelope (spec, image, run flag), and resumed
+ * (unless it left its source paused). Any failure before activation discards the partial VM:
+ * nothing is half-created. The end is reported with `migration-finished` (role destination).
+ */
+import { MigrationReceiver, MigrationSizeError, UnknownMigrationError, MigrationError } from '@ferry/migration';
+import { Vm } from '@ferry/vm';
+import type { IncomingMigrationChannel, Reservation } from './vm-host.ts';
+import { decodeEnvelope } from './vm-host-envelope.ts';
+import type { LocalVmHost } from './vm-host-local.ts';
+
+/** Runs the receiver for one incoming migration stream. */
+export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChannel, reservation: Reservation): void {
+  const { migrationId, vmId } = reservation;
+  const log = host.logger.child({ migrationId, vmId, role: 'destination' });
+  let restored: Vm | undefined;
+  const receiver = new MigrationReceiver({
+    channel,
+    authorize: (hello) => {
+      if (hello.migrationId !== migrationId) throw new UnknownMigrationError(hello.migrationId);
+      if (hello.vm.vmId !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `reserved for vm ${vmId}, hello names ${hello.vm.vmId}`, { migrationId });
+      if (hello.vm.memoryBytes > reservation.memoryBytes) throw new MigrationSizeError(`vm needs ${hello.vm.memoryBytes} bytes, ${reservation.memoryBytes} reserved`, migrationId);
+      if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
+      log.info({ event: 'migration-destination-started', memory_bytes: hello.vm.memoryBytes }, 'receiving a VM');
+    },
+    activate: async ({ memory, registers, devices }) => {
+      const envelope = decodeEnvelope(devices);
+      if (envelope.spec.id !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `envelope names vm ${envelope.spec.id}`, { migrationId });
+      if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
+      const vm = Vm.restore(envelope.spec, memory, { registers, devices: envelope.devices }, host.pool);
+      restored = vm;
+      host.adopt(vm, vm.spec, envelope.image);
+      if (envelope.run) await vm.resume();
+    },
+  });
+  host.incoming.set(migrationId, {
+    abort: () => {
+      try {
+        receiver.abort();
+      } catch {
+        // past activation: the VM is ours
+      }
+    },
+  });
+  receiver.done.then(
+    (activated) => {
+      host.incoming.delete(migrationId);
+      host.reservations?.release(migrationId);
+      const entry = host.vms.get(vmId);
+      log.info({ event: 'migration-destination-activated', downtime_ms: activated.resumedAtMs - activated.pausedAtMs, bytes_received: activated.stats.bytesReceived }, 'VM activated here');
+      host.notify({ type: 'migration-finished', migrationId, vmId, role: 'destination', outcome: 'completed', ...(entry ? { vm: host.report(entry) } : {}) });
+      if (entry) host.notify({ type: 'vm-state-changed', vm: host.report(entry), reason: `migrated in (${migrationId})` });
+    },
+    async (err: unknown) => {
+      host.incoming.delete(migrationId);
+      host.reservations?.release(migrationId);
+      if (restored) {
+        // activate threw after the VM was built: drop it, nothing half-created stays
+        host.forget(vmId);
+        await restored.stop().catch(() => {});
+      }
+      const e = err as { code?: string; message?: string };
+      log.warn({ event: 'migration-destination-failed', code: e.code, err: e.message }, 'incoming migration failed; partial VM discarded');
+      host.notify({ type: 'migration-finished', migrationId, vmId, role: 'destination', outcome: 'failed', error: { code: e.code ?? 'FERRY_ERR_MIGRATION_FAILED', message: e.message ?? String(err) } });
+    },
+  );
+}

@@ -1,0 +1,416 @@
+/**
+ * The real hypervisor of an agent: runs VMs (packages/vm) on one CpuPool, provisions them from an
+ * image library (@ferry/images) in the agent's data dir, answers the coordinator's VM requests
+ * (vm-create, vm-action, vm-snapshot, vm-clone, vm-wws, vm-digest), sends and receives live
+ * migrations (vm-host-outgoing.ts, vm-host-incoming.ts), reports its VMs in every register and
+ * heartbeat, notifies `vm-state-changed`, and answers probes (probe.ts).
+ *
+ * Data dir layout (created on first use): `images/` (the library), `suspend/<vmId>.snap`,
+ * `snapshots/<snapshotId>.snap`.
+ *
+ * Exclusivity: one harvester of a VM's dirty log at a time. A VM held by an outgoing migration
+ * (`migrationId` set) refuses every request but `vm-digest`; a VM being sampled (`vm-wws`) or
+ * snapshotted refuses a migration.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { memoryDigest } from '@ferry/memory';
+import { CpuPool, Vm, normalizeSpec, readHeartbeatMs, type NormalizedVmSpec, type VmSpec, type WorkloadKind } from '@ferry/vm';
+import { ImageLibrary } from '@ferry/images';
+import type {
+  AgentToCoordinatorMessage,
+  CoordinatorToAgentMessage,
+  VmActionMessage,
+  VmCloneMessage,
+  VmCreateMessage,
+  VmReport,
+  VmSpecWire,
+  VmWwsMessage,
+  WwsSampleWire,
+} from '@ferry/protocol';
+import type { CoordinatorLink, IncomingMigrationChannel, Reservation, ReservationBook, VmHost } from './vm-host.ts';
+import type { Logger } from './logger.ts';
+import { OutgoingMigrations } from './vm-host-outgoing.ts';
+import { acceptIncoming } from './vm-host-incoming.ts';
+import type { ProbeResult } from './probe.ts';
+
+/** Options of LocalVmHost. */
+export interface LocalVmHostOptions {
+  /** The agent's data dir (images, suspend files, snapshots). Created on first use. */
+  readonly dataDir: string;
+  /** pCPU worker threads of the pool. Default 2. */
+  readonly pcpus?: number;
+  /** Time slice of the pool, ms. Default 2. */
+  readonly sliceMs?: number;
+  readonly logger: Logger;
+  /** Open the image library with the built-in appliances. Default true. */
+  readonly builtInImages?: boolean;
+}
+
+/** A VM this host runs, with what the agent knows about it beyond the Vm. */
+export interface VmEntry {
+  vm: Vm;
+  readonly spec: NormalizedVmSpec;
+  readonly image: string | undefined;
+  /** An outgoing migration holds the VM. */
+  migrationId: string | undefined;
+  /** A non-lifecycle operation using the dirty log (`wws`, `snapshot`). */
+  busy: string | undefined;
+  /** Where the VM was suspended to (state `suspended`). */
+  suspendPath: string | undefined;
+  off: () => void;
+}
+
+/** An error with a stable code, sent back as `request-failed`. */
+export class VmHostError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'VmHostError';
+    this.code = code;
+  }
+}
+
+/** The agent's VM host. */
+export class LocalVmHost implements VmHost {
+  readonly dataDir: string;
+  readonly logger: Logger;
+  /** VMs by id. */
+  readonly vms = new Map<string, VmEntry>();
+  private readonly options: LocalVmHostOptions;
+  private poolInstance: CpuPool | undefined;
+  private library: Promise<ImageLibrary> | undefined;
+  private linkRef: CoordinatorLink | undefined;
+  private readonly outgoing: OutgoingMigrations;
+  /** Incoming migrations by id (receiver running). */
+  readonly incoming = new Map<string, { abort(): void }>();
+  private closed = false;
+
+  constructor(options: LocalVmHostOptions) {
+    this.options = options;
+    this.dataDir = options.dataDir;
+    this.logger = options.logger;
+    this.outgoing = new OutgoingMigrations(this);
+  }
+
+  /** The CPU pool (created with the first VM). */
+  get pool(): CpuPool {
+    this.poolInstance ??= new CpuPool({ pcpus: this.options.pcpus ?? 2, sliceMs: this.options.sliceMs ?? 2 });
+    return this.poolInstance;
+  }
+
+  /** The coordinator link (bound by the agent core). */
+  get link(): CoordinatorLink {
+    if (!this.linkRef) throw new Error('VM host not bound to an agent');
+    return this.linkRef;
+  }
+
+  bind(link: CoordinatorLink): void {
+    this.linkRef = link;
+  }
+
+  /** The agent's reservation book (once bound). */
+  get reservations(): ReservationBook | undefined {
+    return this.linkRef?.reservations;
+  }
+
+  /** Sends a notification to the coordinator if connected (dropped otherwise: heartbeats carry the state). */
+  notify(message: AgentToCoordinatorMessage): void {
+    this.linkRef?.send(message);
+  }
+
+  listVms(): VmReport[] {
+    return [...this.vms.values()].map((e) => this.report(e));
+  }
+
+  /** The report of one VM. */
+  report(e: VmEntry): VmReport {
+    return {
+      vmId: e.spec.id,
+      state: e.vm.state,
+      memoryBytes: e.spec.memoryBytes,
+      cpus: e.spec.vcpus,
+      name: e.spec.name,
+      ...(e.image !== undefined ? { image: e.image } : {}),
+      workload: { kind: e.spec.workload.kind, seed: e.spec.workload.seed, rate: e.spec.workload.rate, params: { ...e.spec.workload.params } },
+      ...(e.migrationId !== undefined ? { migrationId: e.migrationId } : {}),
+      totalSteps: e.vm.totalSteps(),
+    };
+  }
+
+  acceptIncomingMigration(channel: IncomingMigrationChannel, reservation: Reservation): void {
+    acceptIncoming(this, channel, reservation);
+  }
+
+  onCoordinatorMessage(message: CoordinatorToAgentMessage, reply: (m: AgentToCoordinatorMessage) => void): boolean {
+    const respond = (requestId: string, work: () => Promise<AgentToCoordinatorMessage>): void => {
+      work().then(reply, (err: unknown) => {
+        const e = err as { code?: string; message?: string };
+        this.logger.warn({ event: 'vm-request-failed', type: message.type, code: e.code, err: e.message }, 'VM request failed');
+        reply({ type: 'request-failed', requestId, code: e.code ?? 'FERRY_ERR_INTERNAL', message: e.message ?? String(err) });
+      });
+    };
+    switch (message.type) {
+      case 'vm-create':
+        respond(message.requestId, () => this.create(message));
+        return true;
+      case 'vm-action':
+        respond(message.requestId, () => this.action(message));
+        return true;
+      case 'vm-snapshot':
+        respond(message.requestId, () => this.snapshot(message.vmId, message.snapshotId, message.requestId));
+        return true;
+      case 'vm-clone':
+        respond(message.requestId, () => this.clone(message));
+        return true;
+      case 'vm-wws':
+        respond(message.requestId, () => this.wws(message));
+        return true;
+      case 'vm-digest':
+        respond(message.requestId, async () => {
+          const e = this.entry(message.vmId);
+          return { type: 'vm-digested', requestId: message.requestId, vmId: message.vmId, digest: memoryDigest(e.vm.memory), state: e.vm.state, totalSteps: e.vm.totalSteps() };
+        });
+        return true;
+      case 'migration-start':
+        respond(message.requestId, () => this.outgoing.start(message));
+        return true;
+      case 'migration-decision':
+        this.outgoing.decide(message.migrationId, message.decision);
+        return true;
+      case 'migration-cancel':
+        this.outgoing.cancel(message.migrationId, message.reason);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /**
+   * Answers a probe: resolves `ok` with the guest heartbeat once it is newer than `afterMs` (so a
+   * paused VM does not answer), `not-here` when the VM is not (or no longer) running here.
+   */
+  async probe(vmId: string, afterMs: number, timeoutMs: number): Promise<ProbeResult> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const e = this.vms.get(vmId);
+      if (!e || e.vm.state === 'deleted' || e.vm.state === 'stopped' || e.vm.state === 'suspended') return { status: 'not-here' };
+      const hb = e.vm.state === 'created' ? undefined : readHeartbeatMs(e.vm.memory);
+      if (hb !== undefined && hb > afterMs) return { status: 'ok', heartbeatMs: hb };
+      if (performance.now() >= deadline) return { status: 'timeout' };
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.outgoing.abortAll('agent shutting down');
+    for (const inc of this.incoming.values()) inc.abort();
+    for (const e of this.vms.values()) {
+      e.off();
+      try {
+        if (['created', 'running', 'paused', 'suspended'].includes(e.vm.state)) await e.vm.stop();
+      } catch {
+        // shutting down anyway
+      }
+    }
+    this.vms.clear();
+    await this.poolInstance?.close();
+    if (this.library) await (await this.library).close().catch(() => {});
+  }
+
+  // ----- requests ----------------------------------------------------------------------------
+
+  /** A VM this host runs; throws FERRY_ERR_UNKNOWN_VM. */
+  entry(vmId: string): VmEntry {
+    const e = this.vms.get(vmId);
+    if (!e) throw new VmHostError('FERRY_ERR_UNKNOWN_VM', `no vm ${vmId} on this host`);
+    return e;
+  }
+
+  /** A VM free for a request: not held by a migration or another dirty-log user. */
+  private free(vmId: string): VmEntry {
+    const e = this.entry(vmId);
+    if (e.migrationId) throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${vmId} is migrating (${e.migrationId})`);
+    if (e.busy) throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${vmId} is busy (${e.busy})`);
+    return e;
+  }
+
+  /** Adds a VM to the table and forwards its state changes. */
+  adopt(vm: Vm, spec: NormalizedVmSpec, image: string | undefined, suspendPath?: string): VmEntry {
+    const entry: VmEntry = { vm, spec, image, migrationId: undefined, busy: undefined, suspendPath, off: () => {} };
+    const offState = vm.on('state-changed', (change) => {
+      this.logger.info({ event: 'vm-state-changed', vmId: spec.id, from: change.from, to: change.to, action: change.action }, 'vm state changed');
+    });
+    const offFault = vm.on('vcpu-faulted', (err) => {
+      this.logger.error({ event: 'vm-vcpu-faulted', vmId: spec.id, err: err.message }, 'vCPU faulted');
+      this.notify({ type: 'vm-state-changed', vm: this.report(entry), reason: `vcpu fault: ${err.message}` });
+    });
+    entry.off = () => {
+      offState();
+      offFault();
+    };
+    this.vms.set(spec.id, entry);
+    return entry;
+  }
+
+  /** Drops a VM from the table (after delete or a completed outgoing migration). */
+  forget(vmId: string): void {
+    const e = this.vms.get(vmId);
+    e?.off();
+    this.vms.delete(vmId);
+  }
+
+  private async create(m: VmCreateMessage): Promise<AgentToCoordinatorMessage> {
+    if (this.vms.has(m.spec.id)) throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${m.spec.id} already exists on this host`);
+    const spec = normalizeSpec(toVmSpec(m.spec));
+    const vm = Vm.create(spec, this.pool);
+    let imagePages = 0;
+    try {
+      if (m.image !== undefined) {
+        const library = await this.images();
+        const config = m.config ?? { instanceId: spec.id, hostname: spec.name || spec.id, ip: '0.0.0.0', accessRules: [], user: 'ferry', password: '' };
+        const report = await library.provision(m.image, vm.memory, vm.dirtyLog, config);
+        imagePages = report.pagesCopied;
+      }
+      const entry = this.adopt(vm, spec, m.image);
+      if (m.start) await vm.start();
+      this.logger.info({ event: 'vm-created', vmId: spec.id, image: m.image, image_pages: imagePages, memory_bytes: spec.memoryBytes, started: m.start }, 'vm created');
+      return { type: 'vm-created', requestId: m.requestId, vm: this.report(entry), imagePages };
+    } catch (err) {
+      this.forget(spec.id);
+      await vm.stop().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async action(m: VmActionMessage): Promise<AgentToCoordinatorMessage> {
+    const e = this.free(m.vmId);
+    const vm = e.vm;
+    switch (m.action) {
+      case 'start':
+        await vm.start();
+        break;
+      case 'stop':
+        await vm.stop();
+        break;
+      case 'pause':
+        await vm.pause();
+        break;
+      case 'resume':
+        if (vm.state === 'suspended') {
+          await vm.resumeSuspended();
+          await this.removeFile(e.suspendPath);
+          e.suspendPath = undefined;
+        } else await vm.resume();
+        break;
+      case 'suspend': {
+        const path = join(await this.dir('suspend'), `${m.vmId}.snap`);
+        const r = await vm.suspend(path);
+        e.suspendPath = path;
+        this.logger.info({ event: 'vm-suspended', vmId: m.vmId, file_bytes: r.fileBytes, duration_ms: r.durationMs }, 'vm suspended');
+        break;
+      }
+      case 'delete': {
+        if (vm.state === 'running' || vm.state === 'paused') await vm.stop();
+        await vm.delete();
+        await this.removeFile(e.suspendPath);
+        const report = this.report(e);
+        this.forget(m.vmId);
+        return { type: 'vm-updated', requestId: m.requestId, vm: report };
+      }
+    }
+    return { type: 'vm-updated', requestId: m.requestId, vm: this.report(e) };
+  }
+
+  private async snapshot(vmId: string, snapshotId: string, requestId: string): Promise<AgentToCoordinatorMessage> {
+    const e = this.free(vmId);
+    const path = join(await this.dir('snapshots'), `${snapshotId}.snap`);
+    e.busy = 'snapshot';
+    try {
+      const r = await e.vm.snapshot(path);
+      this.logger.info({ event: 'vm-snapshotted', vmId, snapshotId, file_bytes: r.fileBytes, pause_ms: r.pauseMs }, 'snapshot taken');
+      return { type: 'snapshot-taken', requestId, vmId, snapshotId, memoryBytes: e.spec.memoryBytes, fileBytes: r.fileBytes, durationMs: r.durationMs, pauseMs: r.pauseMs };
+    } finally {
+      e.busy = undefined;
+    }
+  }
+
+  private async clone(m: VmCloneMessage): Promise<AgentToCoordinatorMessage> {
+    if (this.vms.has(m.newVmId)) throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${m.newVmId} already exists on this host`);
+    const path = join(this.dataDir, 'snapshots', `${m.snapshotId}.snap`);
+    const vm = await Vm.clone(path, { id: m.newVmId, name: m.name }, this.pool, { paused: !m.start });
+    const entry = this.adopt(vm, vm.spec, undefined);
+    return { type: 'vm-created', requestId: m.requestId, vm: this.report(entry), imagePages: 0 };
+  }
+
+  private async wws(m: VmWwsMessage): Promise<AgentToCoordinatorMessage> {
+    const e = this.free(m.vmId);
+    if (e.vm.state !== 'running') throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${m.vmId} is ${e.vm.state}; sampling needs it running`);
+    e.busy = 'wws';
+    try {
+      const log = e.vm.dirtyLog;
+      const seen = new Uint8Array(log.pageCount);
+      let distinct = 0;
+      const samples: WwsSampleWire[] = [];
+      log.clear();
+      for (let i = 0; i < m.samples; i++) {
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, m.intervalMs));
+        if (e.vm.state !== 'running') break;
+        const pages = log.harvest();
+        const intervalMs = performance.now() - t0;
+        for (const p of pages) {
+          if (seen[p] === 0) {
+            seen[p] = 1;
+            distinct++;
+          }
+        }
+        samples.push({ atMs: performance.timeOrigin + performance.now(), intervalMs, dirtyPages: pages.length, dirtyRatePagesPerSec: pages.length / (intervalMs / 1000) });
+      }
+      return { type: 'wws-sampled', requestId: m.requestId, vmId: m.vmId, samples, wwsPages: distinct, memoryBytes: e.spec.memoryBytes };
+    } finally {
+      e.busy = undefined;
+    }
+  }
+
+  // ----- helpers -----------------------------------------------------------------------------
+
+  /** The image library (opened on first use). */
+  images(): Promise<ImageLibrary> {
+    this.library ??= this.dir('images').then((d) => ImageLibrary.open(d, { builtIns: this.options.builtInImages ?? true }));
+    return this.library;
+  }
+
+  /** A subdirectory of the data dir, created if missing. */
+  async dir(name: string): Promise<string> {
+    const d = join(this.dataDir, name);
+    await mkdir(d, { recursive: true });
+    return d;
+  }
+
+  /** Removes a file if given (suspend files of VMs that moved or were deleted). */
+  async removeFile(path: string | undefined): Promise<void> {
+    if (path) await rm(path, { force: true });
+  }
+}
+
+/** The wire spec as a packages/vm spec (the kind is checked by normalizeSpec). */
+export function toVmSpec(w: VmSpecWire): VmSpec {
+  return {
+    id: w.id,
+    name: w.name,
+    vcpus: w.vcpus,
+    memoryBytes: w.memoryBytes,
+    workload: {
+      kind: w.workload.kind as WorkloadKind,
+      ...(w.workload.seed !== undefined ? { seed: w.workload.seed } : {}),
+      ...(w.workload.rate !== undefined ? { rate: w.workload.rate } : {}),
+      ...(w.workload.modulePath !== undefined ? { modulePath: w.workload.modulePath } : {}),
+      ...(w.workload.params !== undefined ? { params: w.workload.params } : {}),
+    },
+    ...(w.heartbeat !== undefined ? { heartbeat: w.heartbeat } : {}),
+    ...(w.stepLimit !== undefined ? { stepLimit: w.stepLimit } : {}),
+  };
+}
