@@ -26,12 +26,14 @@ export async function waitForHosts(cluster: LocalClusterFile, hostIds: readonly 
   }
 }
 
-/** Boots DEMO_VMS unless the cluster has VMs already; prints one line per VM. A VM that fails is reported and skipped. */
+/** Boots DEMO_VMS unless the cluster has live (not lost) VMs already; prints one line per VM. A VM that fails is reported and skipped. */
 export async function bootDemoVms(cluster: LocalClusterFile, out: (line: string) => void): Promise<Vm[]> {
   const client = new ApiClient({ url: cluster.url, token: cluster.token, timeoutMs: 60_000 });
   const existing = await client.get<Vm[]>(API_ROUTES.vms);
-  if (existing.length > 0) {
-    out(`${existing.length} VMs from the last run: ${existing.map((v) => `${v.id} (${v.state} on ${v.host ?? '-'})`).join(', ')}`);
+  const lost = existing.filter((v) => v.state === 'lost');
+  if (lost.length > 0) out(`${lost.length} VMs of the last run did not survive their hosts' restart (lost): ${lost.map((v) => v.id).join(', ')}; \`delete ID\` forgets one`);
+  if (existing.length > lost.length) {
+    out(`${existing.length - lost.length} VMs from the last run: ${existing.filter((v) => v.state !== 'lost').map((v) => `${v.id} (${v.state} on ${v.host ?? '-'})`).join(', ')}`);
     return existing;
   }
   const booted: Vm[] = [];

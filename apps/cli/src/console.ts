@@ -123,6 +123,10 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
     cache = { at: Date.now(), ids };
     return ids;
   };
+  // End of input (a pipe, a script) lets queued and running commands finish; only exit, Ctrl-C
+  // or close() abort a running one. Registered before readline's own 'end' listener so it runs first.
+  let inputEnded = false;
+  options.input.once('end', () => (inputEnded = true));
   const loaded = options.historyPath ? loadHistory(options.historyPath) : [];
   const initialHistory = [...(options.history ?? []), ...loaded];
   const rl: Interface = createInterface({
@@ -194,7 +198,7 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
   const closed = new Promise<void>((resolve) => {
     rl.on('close', () => {
       closing = true;
-      running?.abort();
+      if (!inputEnded) running?.abort();
       queue.then(() => resolve());
     });
   });

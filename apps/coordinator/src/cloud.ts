@@ -4,17 +4,17 @@
  * reports, and their HTTP routes under /api/v1. `createCloudModules` pairs it with the migration
  * orchestrator (migrations.ts), which it serves as the VmDirectory.
  *
- * Routes answered here: GET/POST /vms, GET/DELETE /vms/:id, POST /vms/:id/{start,stop,suspend,
+ * Routes answered here: GET /hosts, /hosts/:id (with use from the registry), GET/POST /vms, GET/DELETE /vms/:id, POST /vms/:id/{start,stop,suspend,
  * resume,snapshot,clone}, GET /vms/:id/wws, GET /images, GET /images/:id, POST /hosts/:id/drain,
  * /drain/cancel, /undrain. Migrations (and /vms/:id/migrate) belong to the orchestrator.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { API_ROUTES, ApiError, matchApiRoute, type AgentToCoordinatorMessage } from '@ferry/protocol';
+import { API_ROUTES, ApiError, matchApiRoute, type AgentToCoordinatorMessage, type Host } from '@ferry/protocol';
 import type { StrategyName } from '@ferry/placement';
 import type { CloudDeps } from './cloud-deps.ts';
 import { DrainManager, type DrainLimits } from './drain.ts';
-import { toApiHost } from './hosts.ts';
+import { toApiHost, type HostView } from './hosts.ts';
 import { sendError, sendJson } from './http-api.ts';
 import { ImageCatalog } from './images.ts';
 import { registerCloudMetrics } from './metrics.ts';
@@ -139,6 +139,13 @@ export class CloudModule implements CoordinatorModule {
     const body = (): Promise<unknown> => readJson(req);
     try {
       switch (`${method} ${match.route}`) {
+        case `GET ${API_ROUTES.hosts}`:
+          return reply(res, 200, deps.hosts.list().map((h) => hostWithUse(deps, h)));
+        case `GET ${API_ROUTES.host}`: {
+          const host = deps.hosts.find(id);
+          if (!host) throw new ApiError('FERRY_ERR_UNKNOWN_HOST', `no host ${id}`);
+          return reply(res, 200, hostWithUse(deps, host));
+        }
         case `GET ${API_ROUTES.vms}`:
           return reply(res, 200, deps.vms.list().map((v) => toApiVm(v)));
         case `POST ${API_ROUTES.vms}`:
@@ -174,7 +181,7 @@ export class CloudModule implements CoordinatorModule {
         case `POST ${API_ROUTES.hostUndrain}`: {
           if (drains.get(id)?.state === 'running') drains.cancel(id);
           deps.hosts.undrain(id);
-          return reply(res, 200, toApiHost(deps.hosts.find(id)!));
+          return reply(res, 200, hostWithUse(deps, deps.hosts.find(id)!));
         }
         default:
           if ([API_ROUTES.vms, API_ROUTES.vm, API_ROUTES.vmStart, API_ROUTES.vmStop, API_ROUTES.vmSuspend, API_ROUTES.vmResume, API_ROUTES.vmSnapshot, API_ROUTES.vmClone, API_ROUTES.vmWws, API_ROUTES.images, API_ROUTES.image, API_ROUTES.hostDrain, API_ROUTES.hostDrainCancel, API_ROUTES.hostUndrain].includes(match.route as never)) {
@@ -195,6 +202,26 @@ export class CloudModule implements CoordinatorModule {
   async close(): Promise<void> {
     for (const f of this.state?.stop.splice(0) ?? []) f();
   }
+}
+
+/**
+ * The API Host with `used` and `vms` from the registry: the VMs placed on it in any state but
+ * lost (a stopped or suspended VM keeps its place), so the figures are right between heartbeats
+ * and after a coordinator restart.
+ */
+function hostWithUse(deps: CloudDeps, h: HostView): Host {
+  let cpus = 0;
+  let memoryBytes = 0;
+  let diskBytes = 0;
+  let count = 0;
+  for (const vm of deps.vms.list()) {
+    if (vm.host !== h.id || vm.state === 'lost' || vm.state === 'deleted') continue;
+    cpus += vm.cpus;
+    memoryBytes += vm.memoryBytes;
+    diskBytes += vm.diskBytes;
+    count++;
+  }
+  return { ...toApiHost(h), used: { cpus, memoryBytes, diskBytes }, vms: count };
 }
 
 /** HTTP status for an error code, adding the coordinator's own codes to the API's table. */
