@@ -25,3 +25,4 @@ export { DrainManager } from './drain.ts';
 export type { DrainLimits } from './drain.ts';
 export { RegistryVmDirectory, migrationStarterOf } from './vms-directory.ts';
 export { INSTANCE_USER, workloadWireOf } from './vms-run.ts';
+export { ReportedVmDirectory, MigrationLabModule, createMigrationLab } from './migrations-lab.ts';

@@ -720,8 +720,8 @@ function sourceVmState(m: MigrationFinishedMessage, prior: VmState): VmState {
   return prior;
 }
 
-/** Reads a JSON request body (at most 64 KiB; empty = {}). */
-async function readJson(req: IncomingMessage): Promise<unknown> {
+/** Reads a JSON request body (at most 64 KiB; empty = {}); throws FERRY_ERR_BAD_REQUEST. */
+export async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
