@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memoryDigest } from '@ferry/memory';
 import { CpuPool, Vm } from '@ferry/vm';
-import type { Migration, VmSpecWire } from '@ferry/protocol';
+import type { Migration, VmActionMessage, VmCreateMessage, VmDigestMessage, VmSpecWire } from '@ferry/protocol';
 // The agent is imported by path: apps/coordinator does not depend on apps/agent, only this test does.
 import { startAgent, type RunningAgent } from '../../agent/src/index.ts';
 import { startCoordinator, type RunningCoordinator } from './coordinator.ts';
@@ -35,14 +35,14 @@ async function cluster(hostIds: string[]): Promise<{ coord: RunningCoordinator; 
 }
 
 async function create(coord: RunningCoordinator, host: string, spec: VmSpecWire): Promise<void> {
-  const reply = await coord.agents.request(host, { type: 'vm-create', spec, start: true }, 30_000);
+  const reply = await coord.agents.request<VmCreateMessage>(host, { type: 'vm-create', spec, start: true }, 30_000);
   expect(reply.type).toBe('vm-created');
   // the registry learns about it from the next heartbeat
   for (let i = 0; i < 100 && !coord.hosts.find(host)?.vms.some((v) => v.vmId === spec.id); i++) await new Promise((r) => setTimeout(r, 20));
 }
 
 async function digestOn(coord: RunningCoordinator, host: string, vmId: string): Promise<{ digest: string; totalSteps: number }> {
-  const reply = await coord.agents.request(host, { type: 'vm-digest', vmId }, 30_000);
+  const reply = await coord.agents.request<VmDigestMessage>(host, { type: 'vm-digest', vmId }, 30_000);
   if (reply.type !== 'vm-digested') throw new Error(reply.type);
   return reply;
 }
@@ -92,7 +92,7 @@ describe('migration orchestrator with real agents (in-process)', () => {
     const { coord, migrations } = await cluster(['h1', 'h2']);
     const spec: VmSpecWire = { id: 'vm-p', name: 'p', vcpus: 1, memoryBytes: 4 * MiB, workload: { kind: 'hotset', seed: 1, rate: 1000 } };
     await create(coord, 'h1', spec);
-    await coord.agents.request('h1', { type: 'vm-action', vmId: 'vm-p', action: 'pause' });
+    await coord.agents.request<VmActionMessage>('h1', { type: 'vm-action', vmId: 'vm-p', action: 'pause' });
     const res = await fetch(`${coord.url}/api/v1/vms/vm-p/migrate`, { method: 'POST', headers: { authorization: `Bearer ${coord.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ to: 'h2' }) });
     expect(res.status).toBe(202);
     const started = (await res.json()) as Migration;
