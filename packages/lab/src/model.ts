@@ -52,6 +52,10 @@ export interface LabRun {
   readonly dirtyRatePagesPerSec: number;
   readonly roundStats: readonly LabRound[];
   readonly phases: readonly LabPhase[];
+  /** How long the source VM's pause took (request → every vCPU parked): the guest may run that long after the pause began. */
+  readonly pauseMs?: number;
+  /** How long building and resuming the VM on the destination took (the guest may run before resume is acknowledged). */
+  readonly resumeMs?: number;
 }
 
 /** What writable-working-set sampling predicted for a cell, against what was measured. */

@@ -1,0 +1,80 @@
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { labJson, svgProblem, type LabReport } from '@ferry/lab';
+import { runLab, writeCharts } from './lab.ts';
+import { labMatrix } from './lab-matrix.ts';
+import { resultsMarkdown } from './lab-results.ts';
+
+// Bounds between the three downtime figures, from what each one spans:
+// - hypervisor: h0 = the sender asks the source VM to pause, h1 = the destination's resume() returned.
+// - guest: g0 = end of its last time slice on the source, g1 = start of its first on the destination.
+//   The guest may run until every vCPU has parked (g0 ≤ h0 + pauseMs) and starts on the destination
+//   before resume() is acknowledged (g1 ≥ h1 − resumeMs), so guest ≥ hypervisor − pauseMs − resumeMs
+//   (both measured in every run).
+// - client: the source host stops answering at h0 and the destination answers from h1, so the
+//   client's gap spans at least h1 − h0 less one probe interval; the guest's gap exceeds h1 − h0 by
+//   at most one guest tick at each end (the idle guest ticks at 1 kHz: 1 ms) plus the destination
+//   vCPU's wait for a pCPU, allowed 2 ms. So client ≥ guest − (probe 1 ms + 2 × 1 ms + 2 ms) = guest − 5 ms.
+const TICK_MS = 1;
+const SCHEDULING_ALLOWANCE_MS = 2;
+
+describe('pnpm bench lab (tiny matrix, in-process)', () => {
+  it('measures every cell three ways with consistent downtimes, and its outputs parse', async () => {
+    const matrix = { ...labMatrix('tiny'), ceilingBytes: 16 * 1024 * 1024 };
+    const report: LabReport = await runLab({ matrix });
+    expect(report.mode).toBe('in-process');
+    expect(report.notes.join(' ')).toMatch(/not multi-process/);
+    expect(report.ceiling.tcpBytesPerSec).toBeGreaterThan(0);
+    expect(report.ceiling.wsBytesPerSec).toBeGreaterThan(0);
+    expect(report.cells).toHaveLength(matrix.cells.length);
+    const probe = report.probeIntervalMs!;
+    for (const cell of report.cells) {
+      expect(cell.digestVerified).toBe(true);
+      expect(cell.runs).toBe(2);
+      for (const run of cell.all) {
+        const where = `${cell.name}: ${JSON.stringify({ h: run.hypervisorDowntimeMs, g: run.guestDowntimeMs, c: run.clientDowntimeMs, p: run.pauseMs, r: run.resumeMs })}`;
+        expect(run.hypervisorDowntimeMs, where).toBeGreaterThan(0);
+        expect(run.guestDowntimeMs, where).toBeGreaterThan(0);
+        expect(run.clientDowntimeMs, where).toBeGreaterThan(0);
+        expect(run.guestDowntimeMs, where).toBeGreaterThanOrEqual(run.hypervisorDowntimeMs - run.pauseMs! - run.resumeMs!);
+        expect(run.clientDowntimeMs!, where).toBeGreaterThanOrEqual(run.guestDowntimeMs - (probe + 2 * TICK_MS + SCHEDULING_ALLOWANCE_MS));
+        expect(run.totalMs).toBeGreaterThan(run.hypervisorDowntimeMs);
+        expect(run.bytesOnWire).toBeGreaterThanOrEqual(run.nonZeroBytes * 0.9);
+        expect(run.phases.map((p) => p.name)).toEqual(expect.arrayContaining(['setup', 'pre-copy', 'stop-and-copy', 'commitment', 'activation']));
+      }
+      expect(cell.wws).toBeDefined();
+      expect(cell.wws!.samples).toBe(matrix.wws.samples);
+      expect(cell.wws!.predictedDowntimeMs).toBeGreaterThanOrEqual(0);
+    }
+    const idle = report.cells.find((c) => c.workload === 'idle')!;
+    const hot = report.cells.find((c) => c.workload.startsWith('hotset'))!;
+    expect(hot.wws!.wwsPages).toBeGreaterThan(idle.wws!.wwsPages); // the hot set is the larger working set
+
+    const json = JSON.parse(JSON.stringify(labJson(report))) as { ceiling: Record<string, number>; cells: Record<string, unknown>[] };
+    expect(Object.keys(json.ceiling).sort()).toEqual(['tcpBytesPerSec', 'wsBytesPerSec']);
+    for (const c of json.cells) {
+      for (const key of ['name', 'vmBytes', 'workload', 'runs', 'downtimeMs', 'totalMs', 'bandwidthBytesPerSec', 'bytesOnWire', 'nonZeroBytes', 'rounds', 'digestVerified']) expect(c, key).toHaveProperty(key);
+      const d = c['downtimeMs'] as Record<string, { median: number; max: number }>;
+      for (const k of ['hypervisor', 'guest', 'client']) {
+        expect(d[k]!.median).toBeGreaterThan(0);
+        expect(d[k]!.max).toBeGreaterThanOrEqual(d[k]!.median);
+      }
+    }
+
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-lab-'));
+    try {
+      const paths = writeCharts(report, dir);
+      expect((await readdir(dir)).length).toBe(paths.length);
+      expect(paths.map((p) => p.slice(dir.length + 1))).toEqual(expect.arrayContaining(['timeline.svg', 'downtime-vs-dirty-rate.svg', 'wws.svg']));
+      for (const p of paths) expect(svgProblem(await readFile(p, 'utf8')), p).toBeUndefined();
+      const md = resultsMarkdown(report, 'lab');
+      expect(md).toMatch(/## The machine/);
+      expect(md).toMatch(/in-process/);
+      expect(md).toContain('](lab/timeline.svg)');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

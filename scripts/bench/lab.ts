@@ -1,0 +1,150 @@
+// `pnpm bench lab [--quick] [--json] [--out DIR] [--results FILE] [--max-vm SIZE]`: the downtime lab.
+// Migrates a matrix of VM sizes × workloads × policies repeatedly, measures downtime three ways
+// (hypervisor: source pause → destination resume; guest: largest heartbeat gap; client: largest
+// gap between replies to a probe every millisecond), samples each workload's writable working set
+// and predicts its downtime, re-measures the raw TCP and ws ceilings, and writes a markdown table,
+// one JSON object (--json), SVG charts (--out, default bench-out/lab) and, with --results, the
+// results document (docs/results.md, charts under docs/lab/).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { buildCell, labCharts, labJson, labTable, type LabCell, type LabMachine, type LabReport, type LabWws } from '@ferry/lab';
+import { parseSize } from '@ferry/protocol';
+import { measureTcpCeiling, measureWsCeiling } from '@ferry/transport';
+import { predictPrecopy, type WwsSampling } from '@ferry/vm';
+import type { LabDriver } from './lab-driver.ts';
+import { InProcessDriver } from './lab-inprocess.ts';
+import { labMatrix, type LabCellSpec, type LabMatrix } from './lab-matrix.ts';
+import { resultsMarkdown } from './lab-results.ts';
+
+/** Options of runLab. */
+export interface LabOptions {
+  readonly matrix: LabMatrix;
+  /** Defaults to the in-process driver. */
+  readonly driver?: LabDriver;
+  /** Progress lines (stderr in the bench). */
+  readonly log?: (line: string) => void;
+}
+
+/** The machine this process runs on. */
+export function machineInfo(): LabMachine {
+  const c = cpus();
+  return { cpus: c.length, cpuModel: c[0]?.model.trim() ?? 'unknown', memoryBytes: totalmem(), node: process.version, platform: `${process.platform} ${process.arch}`, loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) };
+}
+
+/** The largest VM the lab will migrate here: source and destination copies must fit in free memory with room to spare. */
+export function maxVmBytesHere(): number {
+  return Math.floor(freemem() / 2.5);
+}
+
+/** Runs the matrix and returns the report (no output written). */
+export async function runLab(options: LabOptions): Promise<LabReport> {
+  const { matrix } = options;
+  const log = options.log ?? (() => {});
+  const started = performance.now();
+  const startedAt = new Date().toISOString();
+  const machine = machineInfo();
+  let ceiling = { tcpBytesPerSec: 0, wsBytesPerSec: 0 };
+  if (matrix.ceilingBytes > 0) {
+    log(`ceilings: raw TCP and ws (client→server, zero mask, raw frames) over ${matrix.ceilingBytes / 2 ** 20} MiB`);
+    const tcp = await measureTcpCeiling({ bytes: matrix.ceilingBytes });
+    const ws = await measureWsCeiling({ bytes: matrix.ceilingBytes, direction: 'client-to-server', mask: 'zero', sendMode: 'raw' });
+    ceiling = { tcpBytesPerSec: tcp.bytesPerSec, wsBytesPerSec: ws.bytesPerSec };
+    log(`  tcp ${(tcp.bytesPerSec / 1e9).toFixed(2)} GB/s, ws ${(ws.bytesPerSec / 1e9).toFixed(2)} GB/s`);
+  }
+  const driver = options.driver ?? (await InProcessDriver.start());
+  const notes: string[] = [];
+  if (driver.mode === 'in-process') {
+    notes.push('In-process: source and destination hosts run in the lab process (separate CpuPools and HTTP servers, one event loop), the page stream is a real loopback WebSocket; these are not multi-process figures.');
+  }
+  const cells: LabCell[] = [];
+  const wwsByKey = new Map<string, WwsSampling>();
+  try {
+    for (const spec of matrix.cells) {
+      const key = `${spec.vmBytes}/${spec.workload.label}/${spec.fillFraction}`;
+      if (!wwsByKey.has(key)) {
+        log(`wws ${spec.workload.label} ${spec.vmBytes / 2 ** 20} MiB: ${matrix.wws.samples} × ${matrix.wws.intervalMs} ms`);
+        wwsByKey.set(key, await driver.sampleWws(spec, matrix.wws.samples, matrix.wws.intervalMs));
+      }
+      const runs = [];
+      for (let i = 0; i < spec.runs; i++) {
+        const run = await driver.runOnce(spec);
+        log(`${spec.name} #${i + 1}: down ${run.hypervisorDowntimeMs.toFixed(2)} ms (guest ${run.guestDowntimeMs.toFixed(2)}, client ${run.clientDowntimeMs?.toFixed(2) ?? '—'}), total ${run.totalMs.toFixed(0)} ms, ${run.rounds} rounds, ${run.stopReason}`);
+        runs.push(run);
+      }
+      const draft = buildCell({ name: spec.name, vmBytes: spec.vmBytes, workload: spec.workload.label, policy: spec.policy.label }, runs);
+      cells.push(buildCell({ name: spec.name, vmBytes: spec.vmBytes, workload: spec.workload.label, policy: spec.policy.label }, runs, wwsFor(wwsByKey.get(key)!, draft, spec)));
+    }
+  } finally {
+    if (!options.driver) await driver.close();
+  }
+  if (cells.some((c) => c.policy.startsWith('xen'))) notes.push('WWS predictions simulate Ferry\'s own stop rule at the measured bandwidth; for the Xen rate-limited cells that is not the policy that ran.');
+  return { mode: driver.mode, quick: matrix.size !== 'full', startedAt, durationMs: performance.now() - started, machine, ceiling, probeIntervalMs: driver.probeIntervalMs, cells, notes };
+}
+
+/** Predicted vs measured downtime for a cell, from its workload's WWS trace at the cell's measured bandwidth. */
+function wwsFor(s: WwsSampling, cell: LabCell, spec: LabCellSpec): LabWws {
+  const bandwidth = cell.bandwidthBytesPerSec > 0 ? cell.bandwidthBytesPerSec : 1e9;
+  const p = predictPrecopy(s, {
+    bandwidthBytesPerSec: bandwidth,
+    firstRoundBytes: cell.nonZeroBytes,
+    maxDowntimeMs: spec.policy.sender.maxDowntimeMs ?? 300,
+    maxRounds: spec.policy.sender.maxRounds ?? 30,
+    switchoverMs: 2 * cell.setupMs.median, // the sender's own estimate: two round trips, one measured at setup
+  });
+  const perSample = s.samples.map((x) => x.dirtyPages);
+  return {
+    intervalMs: s.intervalMs,
+    samples: s.samples.length,
+    wwsPages: s.wwsPages,
+    meanDirtyPagesPerSample: perSample.reduce((a, b) => a + b, 0) / Math.max(1, perSample.length),
+    dirtyPagesPerSample: perSample,
+    predictedDowntimeMs: p.downtimeMs,
+    predictedRounds: p.rounds.length + 1,
+    atBandwidthBytesPerSec: bandwidth,
+    measuredDowntimeMs: cell.downtimeMs.hypervisor.median,
+  };
+}
+
+/** Writes the charts into `dir`; returns their paths. */
+export function writeCharts(report: LabReport, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const paths: string[] = [];
+  for (const [name, svg] of labCharts(report.cells)) {
+    const path = join(dir, name);
+    writeFileSync(path, svg);
+    paths.push(path);
+  }
+  return paths;
+}
+
+function flag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** `pnpm bench lab` entry point. */
+export async function main(args: string[]): Promise<void> {
+  const json = args.includes('--json');
+  const size = args.includes('--tiny') ? 'tiny' : args.includes('--quick') ? 'quick' : 'full';
+  const maxVm = flag(args, '--max-vm');
+  const matrix = labMatrix(size, maxVm ? parseSize(maxVm) : maxVmBytesHere());
+  const out = flag(args, '--out') ?? 'bench-out/lab';
+  const resultsPath = flag(args, '--results');
+  const report = await runLab({ matrix, log: (l) => process.stderr.write(`${l}\n`) });
+  const charts = writeCharts(report, out);
+  if (resultsPath) {
+    const chartDir = join(dirname(resultsPath), 'lab');
+    writeCharts(report, chartDir);
+    writeFileSync(resultsPath, resultsMarkdown(report, relative(dirname(resultsPath), chartDir) || '.'));
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify(labJson(report))}\n`);
+    return;
+  }
+  process.stdout.write(`downtime lab (${report.mode}, ${size}): ${report.cells.length} cells in ${(report.durationMs / 1000).toFixed(1)} s on ${report.machine.cpus} cpus, load ${report.machine.loadAverage.join(' ')}\n`);
+  process.stdout.write(`ceilings: raw TCP ${(report.ceiling.tcpBytesPerSec / 1e9).toFixed(2)} GB/s, ws ${(report.ceiling.wsBytesPerSec / 1e9).toFixed(2)} GB/s; downtime cells are median / max ms\n\n`);
+  process.stdout.write(labTable(report));
+  for (const n of report.notes) process.stdout.write(`\nnote: ${n}\n`);
+  process.stdout.write(`\ncharts: ${charts.length} SVG files in ${out}${resultsPath ? `; results written to ${resultsPath}` : ''}\n`);
+}
