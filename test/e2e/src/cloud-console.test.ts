@@ -1,0 +1,78 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ApiEvent, Host, MigrationReport, Vm } from '@ferry/protocol';
+import { jsonReplies, pidsIn, portClosed, spawnCluster, waitGone, type ClusterProcess } from './cloud-helpers.ts';
+
+// The whole cloud through the real console: `scripts/cluster.ts` starts a coordinator and three
+// agents as processes, the console reads commands from its stdin (a pipe), and end of input stops
+// the cluster once the last command finished.
+
+const dirs: string[] = [];
+const clusters: ClusterProcess[] = [];
+afterEach(async () => {
+  for (const c of clusters.splice(0)) {
+    c.child.kill('SIGKILL');
+    await c.exited;
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('the coordinator console on a local cluster', () => {
+  it('runs a VM, migrates it with a downtime figure, drains a host into maintenance, then stops every process', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'ferry-console-'));
+    dirs.push(stateDir);
+    const cluster = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '3', '--cpus', '2', '--memory', '256MiB', '--no-demo', '--log-level', 'warn']);
+    clusters.push(cluster);
+    cluster.send(
+      [
+        'run --image base-os --cpus 1 --memory 16MiB --name web --workload hotset --host host-1 --json',
+        'run --image redis --cpus 1 --memory 16MiB --name cache --host host-1 --json',
+        'migrate vm-1 --to host-2 --json',
+        'drain host-1 --wait --json',
+        'vms --json',
+        'hosts --json',
+        'events --json --limit 1000',
+        'stop vm-2 --json',
+        'stop vm-2 --json',
+        'exit',
+      ],
+      true,
+    );
+    const exit = await cluster.exited;
+    const output = cluster.output();
+    expect(exit.code, `${output}\n${cluster.errors()}`).toBe(0);
+    const [web, cache, report, drained, vms, hosts, events, stopped, refused] = jsonReplies(output) as [Vm, Vm, MigrationReport, Host, Vm[], Host[], ApiEvent[], Vm, { error: { code: string } }];
+    expect(web).toMatchObject({ id: 'vm-1', host: 'host-1', state: 'running', credentials: { user: 'ferry' } });
+    expect(web.ip).toMatch(/^10\.0\.\d+\.\d+$/);
+    expect(web.credentials.password.length).toBeGreaterThanOrEqual(20);
+    expect(cache).toMatchObject({ id: 'vm-2', host: 'host-1', state: 'running' });
+    expect(cache.ip).not.toBe(web.ip);
+
+    expect(report).toMatchObject({ vm: 'vm-1', from: 'host-1', to: 'host-2', state: 'completed' });
+    expect(report.downtimeMs).toBeGreaterThanOrEqual(0);
+    expect(report.totalMs).toBeGreaterThanOrEqual(report.downtimeMs);
+    expect(report.bytesOnWire).toBeGreaterThan(0);
+    expect(report.vmBytes).toBe(16 * 2 ** 20);
+
+    expect(drained).toMatchObject({ id: 'host-1', state: 'maintenance', vms: 0 });
+    expect(vms.map((v) => [v.id, v.state])).toEqual([['vm-1', 'running'], ['vm-2', 'running']]);
+    expect(vms.every((v) => v.host !== 'host-1')).toBe(true);
+    expect(hosts.find((h) => h.id === 'host-1')?.state).toBe('maintenance');
+
+    // The lecture's six steps of `run`, in order, for each VM; then the drain's migration.
+    const steps = ['request-received', 'placement-decided', 'dispatched-to-host', 'appliance-copied', 'vm-booted', 'credentials-issued', 'vm-provisioned'];
+    expect(events.filter((e) => e.vm === 'vm-1' && steps.includes(e.type)).map((e) => e.type)).toEqual(steps);
+    expect(events.some((e) => e.type === 'migration-completed' && e.vm === 'vm-2')).toBe(true);
+    expect(events.some((e) => e.type === 'host-drain-completed' && e.host === 'host-1')).toBe(true);
+
+    expect(stopped).toMatchObject({ id: 'vm-2', state: 'stopped' });
+    expect(refused.error.code).toBe('FERRY_ERR_INVALID_STATE');
+
+    // Every process of the cluster is gone and the coordinator's port is free.
+    expect(await waitGone(pidsIn(output))).toEqual([]);
+    const port = Number(/coordinator http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
+    expect(await portClosed(port)).toBe(true);
+  });
+});
