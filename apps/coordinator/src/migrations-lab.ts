@@ -27,6 +27,14 @@ export class ReportedVmDirectory implements VmDirectory {
   private hostsRef: HostRegistry | undefined;
   private readonly owners = new Map<string, string>();
   private readonly states = new Map<string, VmState>();
+  private readonly known = new Map<string, { host: string; vm: VmReport }>();
+
+  /** Records a VM created through the lab (before its host's next heartbeat reports it). */
+  learn(host: string, vm: VmReport): void {
+    this.known.set(vm.vmId, { host, vm });
+    this.owners.set(vm.vmId, host);
+    if (API_STATES.includes(vm.state)) this.states.set(vm.vmId, vm.state as VmState);
+  }
 
   /** Binds to the coordinator's host registry (MigrationLabModule does it at start). */
   bind(hosts: HostRegistry): void {
@@ -49,19 +57,25 @@ export class ReportedVmDirectory implements VmDirectory {
       const v = h.vms.find((x) => x.vmId === vmId);
       if (v) return { host: h.id, vm: v };
     }
-    return undefined;
+    return this.known.get(vmId);
   }
 
   get(vmId: string): VmLocation | undefined {
     const r = this.reported(vmId);
     const owner = this.owners.get(vmId);
+    const override = this.states.get(vmId);
     if (!r) {
       if (owner === undefined) return undefined;
-      return { host: owner, state: this.states.get(vmId) ?? 'lost', memoryBytes: 0, cpus: 1 };
+      return { host: owner, state: override ?? 'lost', memoryBytes: 0, cpus: 1 };
     }
-    const override = this.states.get(vmId);
-    const state: VmState = override === 'migrating' || override === 'lost' ? override : API_STATES.includes(r.vm.state) ? (r.vm.state as VmState) : 'provisioning';
-    // The recorded owner wins over a report that lags a migration by a heartbeat.
+    // The owner's own report wins; a report from elsewhere lags a migration by a heartbeat, so
+    // the state the orchestrator set last stands until the owner reports.
+    const fromOwner = owner === undefined || r.host === owner;
+    let state: VmState;
+    if (override === 'migrating' || override === 'lost') state = override;
+    else if (fromOwner && API_STATES.includes(r.vm.state)) state = r.vm.state as VmState;
+    else if (override !== undefined) state = override;
+    else state = API_STATES.includes(r.vm.state) ? (r.vm.state as VmState) : 'provisioning';
     return { host: owner ?? r.host, state, memoryBytes: r.vm.memoryBytes, cpus: r.vm.cpus };
   }
 
@@ -92,8 +106,7 @@ export class ReportedVmDirectory implements VmDirectory {
   }
 
   setState(vmId: string, state: VmState): void {
-    if (state === 'migrating' || state === 'lost') this.states.set(vmId, state);
-    else this.states.delete(vmId);
+    this.states.set(vmId, state);
   }
 }
 
@@ -124,7 +137,7 @@ export class MigrationLabModule implements CoordinatorModule {
         if (typeof body.host !== 'string' || typeof body.spec !== 'object' || body.spec === null) throw new ApiError('FERRY_ERR_BAD_REQUEST', 'body needs host and spec');
         const reply = await ctx.agents.request<VmCreateMessage>(body.host, { type: 'vm-create', spec: body.spec, ...(body.image !== undefined ? { image: body.image } : {}), start: body.start ?? true }, 60_000);
         if (reply.type !== 'vm-created') throw new ApiError('FERRY_ERR_INTERNAL', `agent replied ${reply.type}`);
-        this.directory.recordOwner(body.spec.id, body.host);
+        this.directory.learn(body.host, reply.vm);
         sendJson(res, 201, reply.vm);
       } else if (rest === '/lab/vms' && req.method === 'GET') {
         sendJson(res, 200, ctx.hosts.list().flatMap((h) => (h.state === 'down' ? [] : h.vms.map((vm) => ({ host: h.id, vm })))));
