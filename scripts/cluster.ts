@@ -216,7 +216,7 @@ async function runCluster(supervised: boolean): Promise<void> {
         startChild(
           `host-${i + 1}`,
           AGENT_MAIN,
-          ['--coordinator', wsUrl, '--token-file', join(stateDir, 'token'), '--id', `host-${i + 1}`, '--cpus', String(cpus), '--memory', String(memoryBytes), '--disk', String(diskBytes), '--log-level', logLevel, ...agentDataDirArgs(i + 1)],
+          ['--coordinator', wsUrl, '--token-file', join(stateDir, 'token'), '--id', `host-${i + 1}`, '--cpus', String(cpus), '--memory', String(memoryBytes), '--disk', String(diskBytes), '--log-level', logLevel, '--data-dir', join(stateDir, 'agents', `host-${i + 1}`)],
           logDir,
           'agent-ready',
         ),
@@ -248,18 +248,5 @@ async function runCluster(supervised: boolean): Promise<void> {
     process.stderr.write(`cluster: ${(err as Error).message}\n`);
     await stopAll('start failed');
     process.exit(1);
-  }
-}
-
-/** Per-agent flags beyond the common ones (each agent's own data directory in the state dir). */
-function agentDataDirArgs(n: number): string[] {
-  return agentSupportsDataDir() ? ['--data-dir', join(stateDir, 'agents', `host-${n}`)] : [];
-}
-
-function agentSupportsDataDir(): boolean {
-  try {
-    return readFileSync(AGENT_MAIN, 'utf8').includes("'data-dir'");
-  } catch {
-    return false;
   }
 }

@@ -93,12 +93,13 @@ export function jsonReplies(output: string): unknown[] {
       if (!line.startsWith('{') && !line.startsWith('[')) continue;
       pending = [];
     }
-    pending.push(line);
+    const lines: string[] = pending;
+    lines.push(line);
     try {
-      values.push(JSON.parse(pending.join('\n')));
+      values.push(JSON.parse(lines.join('\n')));
       pending = undefined;
     } catch {
-      if (pending.length > 100_000) pending = undefined;
+      if (lines.length > 100_000) pending = undefined;
     }
   }
   return values;
