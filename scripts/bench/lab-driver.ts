@@ -15,6 +15,8 @@ export interface LabDriver {
   runOnce(cell: LabCellSpec): Promise<LabRun>;
   /** Boots a fresh VM of the cell, warms it, samples its writable working set, and cleans up. */
   sampleWws(cell: LabCellSpec, samples: number, intervalMs: number): Promise<WwsSampling>;
+  /** The mode a cell actually runs in, when it differs from `mode` (a driver may delegate cells it cannot run). */
+  modeFor?(cell: LabCellSpec): LabMode;
   close(): Promise<void>;
 }
 

@@ -4,12 +4,18 @@
 // host. Replies that carry a heartbeat are timestamped on this thread's clock
 // (performance.timeOrigin + performance.now(), comparable with the hosts' clocks).
 //
-// Messages from the parent: {type:'start'} clears the record; {type:'stop'} answers
-// {type:'replies', atMs: Float64Array, heartbeats: Float64Array, sent, notHere}.
+// With `protocol: 'agent'` it speaks the agents' probe protocol instead (apps/agent/src/probe.ts):
+// JSON `{id, vm, afterMs, timeoutMs}`, answered `{status: 'ok', heartbeatMs}` once the guest ran
+// after the probe was sent, or `{status: 'not-here'}`.
+//
+// Messages from the parent: {type:'start', vm?, target?} clears the record (and sets the VM and the
+// host probed first); {type:'stop'} answers {type:'replies', atMs, heartbeats (Float64Array), sent, notHere}.
 import { parentPort, workerData } from 'node:worker_threads';
 import WebSocket from 'ws';
 
-const { urls, token, intervalMs } = workerData;
+const { urls, token, intervalMs, protocol } = workerData;
+const agentProtocol = protocol === 'agent';
+let vm = '';
 const now = () => performance.timeOrigin + performance.now();
 const sockets = urls.map((url) => new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false }));
 let target = 0;
@@ -24,13 +30,23 @@ sockets.forEach((ws, i) => {
   ws.on('message', (data) => {
     const t = now();
     const text = data.toString();
-    const parts = text.split(' ');
-    if (parts[1] === 'hb') {
+    let status;
+    let hb = 0;
+    if (agentProtocol) {
+      const r = JSON.parse(text);
+      status = r.status === 'ok' ? 'hb' : r.status;
+      hb = r.heartbeatMs ?? 0;
+    } else {
+      const parts = text.split(' ');
+      status = parts[1];
+      hb = Number(parts[2]);
+    }
+    if (status === 'hb') {
       if (recording) {
         at.push(t);
-        heartbeats.push(Number(parts[2]));
+        heartbeats.push(hb);
       }
-    } else if (parts[1] === 'not-here') {
+    } else if (status === 'not-here') {
       if (recording) notHere++;
       if (target === i) target = (i + 1) % sockets.length;
     }
@@ -43,7 +59,10 @@ Promise.all(sockets.map((ws) => new Promise((resolve, reject) => { ws.once('open
     setInterval(() => {
       const ws = sockets[target];
       if (ws.readyState !== WebSocket.OPEN) return;
-      ws.send(String(++seq));
+      ++seq;
+      if (agentProtocol) {
+        if (vm) ws.send(JSON.stringify({ id: seq, vm, afterMs: now(), timeoutMs: 10000 }));
+      } else ws.send(String(seq));
       if (recording) sent++;
     }, intervalMs);
     parentPort.postMessage({ type: 'ready' });
@@ -52,6 +71,8 @@ Promise.all(sockets.map((ws) => new Promise((resolve, reject) => { ws.once('open
 
 parentPort.on('message', (m) => {
   if (m.type === 'start') {
+    if (m.vm !== undefined) vm = m.vm;
+    if (m.target !== undefined) target = m.target;
     at = [];
     heartbeats = [];
     sent = 0;
@@ -59,6 +80,7 @@ parentPort.on('message', (m) => {
     recording = true;
   } else if (m.type === 'stop') {
     recording = false;
+    if (agentProtocol) vm = '';
     const a = Float64Array.from(at);
     const h = Float64Array.from(heartbeats);
     parentPort.postMessage({ type: 'replies', atMs: a, heartbeats: h, sent, notHere }, [a.buffer, h.buffer]);

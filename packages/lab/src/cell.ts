@@ -1,4 +1,4 @@
-import type { LabCell, LabRun, LabWws } from './model.ts';
+import type { LabCell, LabMode, LabRun, LabWws } from './model.ts';
 import { medianIndex, summarize } from './stats.ts';
 
 /** What names a cell. */
@@ -7,6 +7,8 @@ export interface CellMeta {
   readonly vmBytes: number;
   readonly workload: string;
   readonly policy: string;
+  /** Only when the cell ran in another mode than the rest of the report. */
+  readonly mode?: LabMode;
 }
 
 /** Summarises the runs of one cell (at least one run). The median-downtime run becomes the chart sample. */

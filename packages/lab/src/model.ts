@@ -79,6 +79,8 @@ export interface LabCell {
   readonly vmBytes: number;
   readonly workload: string;
   readonly policy: string;
+  /** Set when this cell ran differently from the report's mode (e.g. in-process in a multi-process lab). */
+  readonly mode?: LabMode;
   readonly runs: number;
   readonly downtimeMs: { readonly hypervisor: Summary; readonly guest: Summary; readonly client: Summary | undefined };
   readonly totalMs: Summary;

@@ -42,7 +42,7 @@ export function labTable(report: LabReport): string {
     c.name,
     formatBytes(c.vmBytes),
     c.workload,
-    c.policy,
+    c.mode && c.mode !== report.mode ? `${c.policy} (${c.mode})` : c.policy,
     String(c.runs),
     ms(c.downtimeMs.hypervisor),
     ms(c.downtimeMs.guest),
@@ -68,6 +68,7 @@ export function cellJson(c: LabCell, wsBytesPerSec: number): Record<string, unkn
     vmBytes: c.vmBytes,
     workload: c.workload,
     policy: c.policy,
+    ...(c.mode ? { mode: c.mode } : {}),
     runs: c.runs,
     downtimeMs: {
       hypervisor: medianMax(c.downtimeMs.hypervisor),

@@ -1,0 +1,187 @@
+// The lab's multi-process driver: a lab coordinator and two real agent processes on loopback
+// (scripts/bench/migrate-cluster.ts), VMs created on the source agent with an exact spec, migrated
+// through the coordinator's API (the agents stream pages peer to peer), and a client probing the
+// VM through both agents' `/probe` WebSockets every millisecond (apps/agent/src/probe.ts).
+//
+// What crosses the API decides what is measured here: the hypervisor downtime, rounds, bytes and
+// stop reason come from the coordinator's migration report; the guest figure is the largest jump
+// of the guest's own heartbeat between consecutive probe replies (its step gap plus at most one
+// time slice); round durations are not in the API, so the timeline spreads pre-copy over the
+// rounds in proportion to their bytes. Cells the API cannot express (Xen rate limiting) and WWS
+// sampling (no lab route for it) run in-process and are marked so.
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { LabMode, LabPhase, LabRound, LabRun } from '@ferry/lab';
+import type { Migration, MigrationReport, VmSpecWire } from '@ferry/protocol';
+import type { WwsSampling } from '@ferry/vm';
+import type { LabDriver } from './lab-driver.ts';
+import { clientGapMs } from './lab-driver.ts';
+import type { LabCellSpec } from './lab-matrix.ts';
+import { LAB_INNER_KINDS } from './lab-workload.ts';
+import { startMigrationCluster, type MigrationCluster } from './migrate-cluster.ts';
+
+const PROBE_INTERVAL_MS = 1;
+const WORKLOAD_MODULE = fileURLToPath(new URL('./lab-workload.ts', import.meta.url));
+const HOSTS = ['h1', 'h2'] as const;
+
+/** The extra fields the coordinator's report carries beyond the API's MigrationReport. */
+type FullReport = MigrationReport & { readonly pausedAtMs?: number; readonly stopReason?: string; readonly finalThrottlePercent?: number; readonly pageBytesSent?: number; readonly switchoverMs?: number };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const now = (): number => performance.timeOrigin + performance.now();
+
+/** The VM spec a cell boots in an agent: the lab workload module filling memory, then the cell's built-in workload. */
+export function agentSpec(cell: LabCellSpec, id: string): VmSpecWire {
+  const w = cell.workload.spec;
+  const inner = LAB_INNER_KINDS.indexOf(w.kind as (typeof LAB_INNER_KINDS)[number]);
+  if (inner < 0) throw new Error(`lab workload ${w.kind} cannot run in an agent`);
+  return {
+    id,
+    name: id,
+    vcpus: cell.vcpus,
+    memoryBytes: cell.vmBytes,
+    workload: { kind: 'module', modulePath: WORKLOAD_MODULE, seed: w.seed ?? 1, rate: w.rate ?? 0, params: { ...(w.params ?? {}), inner, fill: cell.fillFraction } },
+  };
+}
+
+/** Runs lab cells between two agent processes; `fallback` runs what the API cannot express. */
+export class AgentsDriver implements LabDriver {
+  readonly mode = 'multi-process' as const;
+  readonly probeIntervalMs = PROBE_INTERVAL_MS;
+  private seq = 0;
+  private next = 0;
+
+  private constructor(
+    private readonly cluster: MigrationCluster,
+    private readonly probe: Worker,
+    readonly fallback: LabDriver,
+  ) {}
+
+  /** Starts a lab coordinator, two agents (one pCPU each) and the probing client. */
+  static async start(fallback: LabDriver, agentMemory = '16GiB'): Promise<AgentsDriver> {
+    const cluster = await startMigrationCluster({ agents: [...HOSTS], agentMemory, pcpus: 1 });
+    try {
+      const urls = HOSTS.map((h) => {
+        const u = new URL(cluster.agent(h).migrationAddress);
+        u.pathname = '/probe';
+        return u.toString();
+      });
+      const probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: cluster.token, intervalMs: PROBE_INTERVAL_MS, protocol: 'agent' } });
+      const [first] = (await once(probe, 'message')) as [{ type: string; message?: string }];
+      if (first.type !== 'ready') throw new Error(`probe client failed: ${first.message}`);
+      return new AgentsDriver(cluster, probe, fallback);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  /** Whether the API can express the cell (Xen rate limiting cannot cross it yet). */
+  supports(cell: LabCellSpec): boolean {
+    return cell.policy.xen === undefined;
+  }
+
+  modeFor(cell: LabCellSpec): LabMode {
+    return this.supports(cell) ? 'multi-process' : 'in-process';
+  }
+
+  async runOnce(cell: LabCellSpec): Promise<LabRun> {
+    if (!this.supports(cell)) return this.fallback.runOnce(cell);
+    const id = `lab-${process.pid}-${++this.seq}`;
+    // Alternate the direction so neither agent accumulates work.
+    const from = HOSTS[this.next % 2]!;
+    const to = HOSTS[(this.next + 1) % 2]!;
+    this.next++;
+    await this.cluster.createVm(from, agentSpec(cell, id));
+    try {
+      await sleep(cell.warmMs);
+      this.probe.postMessage({ type: 'start', vm: id, target: HOSTS.indexOf(from) });
+      await sleep(20);
+      const startMs = now();
+      const started = await this.cluster.migrate(id, { to, policy: cell.policy.sender });
+      const m = await this.cluster.waitMigration(started.id);
+      if (m.state !== 'completed' || !m.report) throw new Error(`lab migration ${m.id} ${m.state}: ${m.error?.message ?? 'no report'}`);
+      const endMs = now();
+      await sleep(50);
+      const reply = once(this.probe, 'message') as Promise<[{ atMs: Float64Array; heartbeats: Float64Array }]>;
+      this.probe.postMessage({ type: 'stop' });
+      const [probe] = await reply;
+      return runFromApi(m, m.report as FullReport, { client: clientGapMs(probe.atMs, startMs, endMs + 40), guest: heartbeatJumpMs(probe.atMs, probe.heartbeats, startMs, endMs + 40) });
+    } finally {
+      await this.cluster.api('POST', `/api/v1/lab/vms/${encodeURIComponent(id)}/action`, { action: 'stop' }).catch(() => {});
+    }
+  }
+
+  sampleWws(cell: LabCellSpec, samples: number, intervalMs: number): Promise<WwsSampling> {
+    return this.fallback.sampleWws(cell, samples, intervalMs);
+  }
+
+  async close(): Promise<void> {
+    await this.probe.terminate();
+    await this.cluster.stop();
+    await this.fallback.close();
+  }
+}
+
+/** The largest jump of the guest's heartbeat between consecutive probe replies received in [fromMs, toMs]. */
+export function heartbeatJumpMs(atMs: ArrayLike<number>, heartbeats: ArrayLike<number>, fromMs: number, toMs: number): number {
+  let last: number | undefined;
+  let jump = 0;
+  for (let i = 0; i < atMs.length; i++) {
+    if (atMs[i]! < fromMs || atMs[i]! > toMs) continue;
+    const hb = heartbeats[i]!;
+    if (last !== undefined && hb > last) jump = Math.max(jump, hb - last);
+    if (last === undefined || hb > last) last = hb;
+  }
+  return jump;
+}
+
+/** A LabRun from the coordinator's migration (API rounds have no durations: pre-copy time is spread by bytes). */
+function runFromApi(m: Migration, r: FullReport, measured: { client: number | undefined; guest: number }): LabRun {
+  const rounds: LabRound[] = m.rounds.map((s, i) => ({
+    round: s.round,
+    final: i === m.rounds.length - 1,
+    durationMs: 0,
+    pagesSent: s.pagesSent,
+    bytesSent: s.bytesSent,
+    dirtyPages: s.dirtyPages,
+    pagesRedirtied: 0,
+    throttlePercent: s.throttlePercent,
+    bandwidthBytesPerSec: s.bandwidthBytesPerSec,
+  }));
+  const pre = rounds.filter((x) => !x.final);
+  const precopyMs = Math.max(0, r.totalMs - r.setupMs - r.downtimeMs);
+  const preBytes = pre.reduce((a, x) => a + x.bytesSent, 0);
+  const phases: LabPhase[] = [{ name: 'setup', startMs: 0, endMs: r.setupMs }];
+  let t = r.setupMs;
+  const timed = rounds.map((x) => {
+    if (x.final) return { ...x, durationMs: r.downtimeMs };
+    const d = preBytes > 0 ? (precopyMs * x.bytesSent) / preBytes : 0;
+    phases.push({ name: 'pre-copy', startMs: t, endMs: t + d, round: x.round });
+    t += d;
+    return { ...x, durationMs: d };
+  });
+  // The API does not split the downtime: one span from the pause to the resume.
+  phases.push({ name: 'stop-and-copy', startMs: t, endMs: t + r.downtimeMs });
+  const dirtyPre = pre.reduce((a, x) => a + x.dirtyPages, 0);
+  return {
+    hypervisorDowntimeMs: r.downtimeMs,
+    guestDowntimeMs: measured.guest,
+    clientDowntimeMs: measured.client,
+    totalMs: r.totalMs,
+    setupMs: r.setupMs,
+    rounds: r.rounds,
+    stopReason: r.stopReason ?? 'unknown',
+    bytesOnWire: r.bytesOnWire,
+    vmBytes: r.vmBytes,
+    nonZeroBytes: r.vmBytes - r.zeroPagesSkipped * 4096,
+    zeroPagesSkipped: r.zeroPagesSkipped,
+    finalThrottlePercent: r.finalThrottlePercent ?? 0,
+    digestVerified: r.digestVerified,
+    bandwidthBytesPerSec: precopyMs > 0 ? preBytes / (precopyMs / 1000) : 0,
+    dirtyRatePagesPerSec: precopyMs > 0 ? dirtyPre / (precopyMs / 1000) : 0,
+    roundStats: timed,
+    phases,
+  };
+}
