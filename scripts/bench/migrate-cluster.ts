@@ -65,6 +65,8 @@ export interface MigrationCluster {
   createVm(host: string, spec: VmSpecWire, options?: { image?: string; start?: boolean }): Promise<VmReport>;
   /** Every VM the agents report, with its host. */
   vms(): Promise<{ host: string; vm: VmReport }[]>;
+  /** Guest steps of a VM as its host last reported (heartbeat lag), 0 if not reported. */
+  steps(vmId: string): Promise<number>;
   /** The memory digest of a VM where it runs. */
   digest(vmId: string): Promise<{ host: string; digest: string; state: string; totalSteps: number }>;
   /** Starts a migration (202); policy fields default to DEFAULT_MIGRATION_POLICY. */
@@ -171,6 +173,7 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
     api,
     createVm: (host, spec, o = {}) => api<VmReport>('POST', '/api/v1/lab/vms', { host, spec, ...(o.image !== undefined ? { image: o.image } : {}), start: o.start ?? true }),
     vms: () => api('GET', '/api/v1/lab/vms'),
+    steps: async (vmId) => (await cluster.vms()).find((v) => v.vm.vmId === vmId)?.vm.totalSteps ?? 0,
     digest: (vmId) => api('GET', `/api/v1/lab/vms/${encodeURIComponent(vmId)}/digest`),
     migrate: (vmId, o = {}) => api<Migration>('POST', `/api/v1/vms/${encodeURIComponent(vmId)}/migrate`, { ...(o.to !== undefined ? { to: o.to } : {}), ...(o.policy ? { policy: o.policy } : {}) }),
     async waitMigration(id, timeoutMs = 120_000) {

@@ -1,0 +1,207 @@
+// `pnpm bench migrate [--json] [--quick] [--runs N]`: live migration between real agent processes
+// on loopback (a lab coordinator and two agents, migrate-cluster.ts), with the raw TCP and ws
+// ceilings re-measured in the same run at the migration's frame size (1 MiB; ws in the migration
+// stream's direction: client→server, zero mask, raw frames).
+//
+// Cases (1 GiB; --quick: 64 MiB and fewer runs, under a minute):
+// - idle-full-1g: every page non-zero (a scan with a step limit of one pass), then idle → bandwidth.
+// - idle-zero-1g: idle, mostly zero pages → the zero-page path.
+// - hotset-1g: 32 MiB hot set, ~10,000 page writes/s, 10 migrations → downtime.
+// - scan-autoconverge / scan-no-autoconverge: a scan at full speed over a link limited to 256 MiB/s
+//   (dirtying outpaces sending): with autoConverge the vCPUs are throttled until it converges;
+//   without, it stops at maxRounds (10) and reports the larger downtime.
+// Each case reports downtime (source pause → destination resume), total time, bandwidth, bytes on
+// the wire vs the VM's non-zero bytes, rounds, digest verification, and both agents' peak RSS.
+import { readFileSync } from 'node:fs';
+import type { Migration, MigrationPolicy, VmSpecWire } from '@ferry/protocol';
+import { measureTcpCeiling, measureWsCeiling } from '@ferry/transport';
+import { startMigrationCluster, type MigrationCluster } from './migrate-cluster.ts';
+
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const PAGE = 4096;
+
+/** One bench case. */
+export interface MigrateCase {
+  readonly name: string;
+  readonly vmBytes: number;
+  readonly spec: Omit<VmSpecWire, 'id' | 'memoryBytes'>;
+  readonly policy: Partial<MigrationPolicy>;
+  readonly runs: number;
+  /** Wait for this many total guest steps before the first migration (fill). */
+  readonly fillSteps?: number;
+}
+
+/** Result of one case (the `--json` shape of `cases[]`). */
+export interface MigrateCaseResult {
+  readonly name: string;
+  readonly vmBytes: number;
+  readonly workload: Record<string, unknown>;
+  readonly runs: number;
+  readonly downtimeMs: { median: number; max: number };
+  readonly totalMs: { median: number; max: number };
+  readonly bandwidthBytesPerSec: number;
+  readonly bytesOnWire: number;
+  readonly nonZeroBytes: number;
+  readonly rounds: number;
+  readonly digestVerified: boolean;
+  readonly stopReasons: string[];
+  readonly finalThrottlePercent: number;
+  readonly agentRssMaxBytes: number;
+  readonly failures: number;
+}
+
+/** The cases at full or quick size. */
+export function migrateCases(quick: boolean, runsOverride?: number): MigrateCase[] {
+  const size = quick ? 64 * MiB : GiB;
+  const pages = size / PAGE;
+  const hotsetPages = quick ? 2048 : 8192; // 8 MiB quick, 32 MiB full
+  const r = (n: number): number => runsOverride ?? n;
+  return [
+    { name: quick ? 'idle-full-64m' : 'idle-full-1g', vmBytes: size, spec: { name: 'idle-full', vcpus: 1, workload: { kind: 'scan', seed: 1, rate: 0 }, stepLimit: pages - 2 }, policy: {}, runs: r(quick ? 2 : 3), fillSteps: pages - 2 },
+    { name: quick ? 'idle-zero-64m' : 'idle-zero-1g', vmBytes: size, spec: { name: 'idle-zero', vcpus: 1, workload: { kind: 'idle', seed: 1 } }, policy: {}, runs: r(quick ? 2 : 3) },
+    {
+      name: quick ? 'hotset-64m' : 'hotset-1g',
+      vmBytes: size,
+      spec: { name: 'hotset', vcpus: 1, workload: { kind: 'hotset', seed: 5, rate: 10_000, params: { hotsetPages, hotPercent: 100 } } },
+      policy: { maxDowntimeMs: 10 },
+      runs: r(quick ? 3 : 10),
+      fillSteps: quick ? 10_000 : 40_000,
+    },
+    { name: 'scan-autoconverge', vmBytes: quick ? 64 * MiB : 256 * MiB, spec: { name: 'scan', vcpus: 1, workload: { kind: 'scan', seed: 9, rate: 0 } }, policy: { autoConverge: true, maxRounds: 30, maxDowntimeMs: 50, bandwidthLimit: 256 * MiB }, runs: r(quick ? 1 : 2) },
+    { name: 'scan-no-autoconverge', vmBytes: quick ? 64 * MiB : 256 * MiB, spec: { name: 'scan', vcpus: 1, workload: { kind: 'scan', seed: 9, rate: 0 } }, policy: { autoConverge: false, maxRounds: 10, maxDowntimeMs: 50, bandwidthLimit: 256 * MiB }, runs: r(quick ? 1 : 2) },
+  ];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Resident set size of a process (Linux /proc), bytes; 0 if unknown. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Runs one case on a running cluster of agents h1 and h2: the VM hops back and forth. */
+export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (line: string) => void = () => {}): Promise<MigrateCaseResult> {
+  const vmId = `vm-${c.name}`;
+  await cluster.createVm('h1', { ...c.spec, id: vmId, memoryBytes: c.vmBytes });
+  if (c.fillSteps !== undefined) {
+    const start = Date.now();
+    while ((await cluster.steps(vmId)) < c.fillSteps && Date.now() - start < 120_000) await new Promise((r) => setTimeout(r, 100));
+  }
+  const done: Migration[] = [];
+  let rssMax = 0;
+  let at = 'h1';
+  let failures = 0;
+  for (let i = 0; i < c.runs; i++) {
+    const to = at === 'h1' ? 'h2' : 'h1';
+    const m = await cluster.migrate(vmId, { to, policy: c.policy });
+    const pids = cluster.agents().map((a) => a.pid);
+    const sampler = setInterval(() => {
+      for (const pid of pids) rssMax = Math.max(rssMax, rssBytes(pid));
+    }, 25);
+    let final: Migration;
+    try {
+      final = await cluster.waitMigration(m.id, 300_000);
+    } finally {
+      clearInterval(sampler);
+    }
+    if (final.state !== 'completed') {
+      failures++;
+      log(`  ${c.name} run ${i + 1}: ${final.state} ${final.error?.message ?? ''}`);
+      continue;
+    }
+    done.push(final);
+    at = to;
+    log(`  ${c.name} run ${i + 1}: downtime ${final.report?.downtimeMs.toFixed(2)} ms, total ${final.report?.totalMs.toFixed(0)} ms, rounds ${final.report?.rounds}`);
+    await new Promise((r) => setTimeout(r, 300)); // a heartbeat: the registry sees the new host
+  }
+  await cluster.api('POST', `/api/v1/lab/vms/${vmId}/action`, { action: 'delete' }).catch(() => {});
+  const reports = done.map((m) => m.report!).filter(Boolean);
+  const first = done[0];
+  // Round 1 sends every non-zero page once (zero pages are skipped): the VM's non-zero bytes.
+  const nonZeroBytes = first ? (first.rounds[0]?.pagesSent ?? 0) * PAGE : 0;
+  const detail = reports as unknown as { pageBytesSent: number; totalMs: number; stopReason: string; finalThrottlePercent: number }[];
+  const bandwidths = done.map((m) => m.rounds[0]?.bandwidthBytesPerSec ?? 0).filter((b) => b > 0);
+  return {
+    name: c.name,
+    vmBytes: c.vmBytes,
+    workload: { ...c.spec.workload },
+    runs: done.length,
+    downtimeMs: { median: median(reports.map((r) => r.downtimeMs)), max: Math.max(...reports.map((r) => r.downtimeMs)) },
+    totalMs: { median: median(reports.map((r) => r.totalMs)), max: Math.max(...reports.map((r) => r.totalMs)) },
+    bandwidthBytesPerSec: median(bandwidths),
+    bytesOnWire: median(reports.map((r) => r.bytesOnWire)),
+    nonZeroBytes,
+    rounds: median(reports.map((r) => r.rounds)),
+    digestVerified: reports.length > 0 && reports.every((r) => r.digestVerified),
+    stopReasons: [...new Set(detail.map((d) => d.stopReason))],
+    finalThrottlePercent: Math.max(0, ...detail.map((d) => d.finalThrottlePercent)),
+    agentRssMaxBytes: rssMax,
+    failures,
+  };
+}
+
+const fmtB = (b: number): string => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / MiB).toFixed(1)} MiB`);
+const fmtR = (b: number): string => `${(b / 1e9).toFixed(2)} GB/s`;
+
+/** The table printed by default. */
+export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsBytesPerSec: number }; cases: MigrateCaseResult[] }): string {
+  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max']];
+  for (const c of result.cases) {
+    rows.push([
+      c.name,
+      fmtB(c.vmBytes),
+      `${c.runs}${c.failures ? ` (+${c.failures} failed)` : ''}`,
+      `${c.downtimeMs.median.toFixed(2)} / ${c.downtimeMs.max.toFixed(2)}`,
+      `${c.totalMs.median.toFixed(0)} / ${c.totalMs.max.toFixed(0)}`,
+      fmtR(c.bandwidthBytesPerSec),
+      `${((100 * c.bandwidthBytesPerSec) / result.ceiling.wsBytesPerSec).toFixed(0)}%`,
+      `${fmtB(c.bytesOnWire)} / ${fmtB(c.nonZeroBytes)}`,
+      String(c.rounds),
+      c.stopReasons.join(','),
+      String(c.digestVerified),
+      fmtB(c.agentRssMaxBytes),
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const lines = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  '));
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return `ceiling (1 MiB frames, two processes): raw TCP ${fmtR(result.ceiling.tcpBytesPerSec)}, ws client→server zero-mask ${fmtR(result.ceiling.wsBytesPerSec)}\n${lines.join('\n')}\n`;
+}
+
+/** Entry point of `pnpm bench migrate`. */
+export async function main(args: string[]): Promise<void> {
+  const json = args.includes('--json');
+  const quick = args.includes('--quick');
+  const runsAt = args.indexOf('--runs');
+  const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : undefined;
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+  const ceilingBytes = quick ? 256 * MiB : GiB;
+  log('measuring ceilings…');
+  const tcp = await measureTcpCeiling({ bytes: ceilingBytes, frameBytes: MiB });
+  const ws = await measureWsCeiling({ bytes: ceilingBytes, frameBytes: MiB, direction: 'client-to-server', mask: 'zero', sendMode: 'raw' });
+  const ceiling = { tcpBytesPerSec: tcp.bytesPerSec, wsBytesPerSec: ws.bytesPerSec };
+  const cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '8GiB', pcpus: 1 });
+  const cases: MigrateCaseResult[] = [];
+  try {
+    for (const c of migrateCases(quick, runs)) {
+      log(`case ${c.name}…`);
+      cases.push(await runCase(cluster, c, log));
+    }
+  } finally {
+    await cluster.stop();
+  }
+  const result = { ceiling, cases };
+  if (json) process.stdout.write(JSON.stringify(result) + '\n');
+  else process.stdout.write(migrateTable(result));
+}
