@@ -108,6 +108,15 @@ describe('console session', () => {
     }
   });
 
+  it('end of piped input lets a running migrate finish with its report (only exit or Ctrl-C abort it)', async () => {
+    const c = scriptedConsole();
+    c.input.end('migrate vm-1 --to host-2 --json\nvms --json\n');
+    await c.handle.closed;
+    expect(c.output()).toMatch(/"downtimeMs": 7/);
+    expect(c.output()).not.toMatch(/still running/);
+    expect(fake.vms.find((v) => v.id === 'vm-1')?.host).toBe('host-2');
+  });
+
   it('closes at end of input after the last command finishes', async () => {
     const c = scriptedConsole();
     c.input.end('images\n');
