@@ -28,6 +28,7 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
       log.info({ event: 'migration-destination-started', memory_bytes: hello.vm.memoryBytes }, 'receiving a VM');
     },
     activate: async ({ memory, registers, devices }) => {
+      const t0 = performance.now();
       const envelope = decodeEnvelope(devices);
       if (envelope.spec.id !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `envelope names vm ${envelope.spec.id}`, { migrationId });
       if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
@@ -35,6 +36,7 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
       restored = vm;
       host.adopt(vm, vm.spec, envelope.image);
       if (envelope.run) await vm.resume();
+      log.info({ event: 'migration-destination-resumed', activate_ms: performance.now() - t0 }, 'VM rebuilt and resumed');
     },
   });
   host.incoming.set(migrationId, {

@@ -45,6 +45,8 @@ export interface LocalVmHostOptions {
   readonly logger: Logger;
   /** Open the image library with the built-in appliances. Default true. */
   readonly builtInImages?: boolean;
+  /** Start the vCPU worker threads when bound to the agent, not at the first VM. Default true. */
+  readonly warmUp?: boolean;
 }
 
 /** A VM this host runs, with what the agent knows about it beyond the Vm. */
@@ -85,6 +87,7 @@ export class LocalVmHost implements VmHost {
   /** Incoming migrations by id (receiver running). */
   readonly incoming = new Map<string, { abort(): void }>();
   private closed = false;
+  private warming: Promise<void> | undefined;
 
   constructor(options: LocalVmHostOptions) {
     this.options = options;
@@ -107,6 +110,23 @@ export class LocalVmHost implements VmHost {
 
   bind(link: CoordinatorLink): void {
     this.linkRef = link;
+    if (this.options.warmUp ?? true) this.warming = this.warmUp();
+  }
+
+  /**
+   * Starts the pool's worker threads with a throw-away 3-page VM, so the first real VM (often a
+   * migration's destination, inside its downtime) does not pay for bundling and spawning the
+   * vCPU workers (~0.15–0.5 s). Failures are logged and ignored.
+   */
+  private async warmUp(): Promise<void> {
+    try {
+      const vm = Vm.create({ id: '__warm-up', name: 'warm-up', vcpus: 1, memoryBytes: 3 * 4096, workload: { kind: 'idle' }, heartbeat: false }, this.pool);
+      await vm.start();
+      await vm.stop();
+      await vm.delete();
+    } catch (err) {
+      this.logger.warn({ event: 'vm-pool-warm-up-failed', err: (err as Error).message }, 'could not warm up the vCPU pool');
+    }
   }
 
   /** The agent's reservation book (once bound). */
@@ -205,6 +225,7 @@ export class LocalVmHost implements VmHost {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.warming;
     this.outgoing.abortAll('agent shutting down');
     for (const inc of this.incoming.values()) inc.abort();
     for (const e of this.vms.values()) {

@@ -98,10 +98,15 @@ export class OutgoingMigrations {
       if (wasSuspended) loaded = await Vm.resumeFrom(e.suspendPath!, host.pool, { paused: true });
       const vm = loaded ?? e.vm;
       const startedPaused = vm.state === 'paused';
+      let pauseMs = 0;
       const source: SourceVm = {
         memory: vm.memory,
         dirtyLog: vm.dirtyLog,
-        pause: () => (startedPaused ? Promise.resolve() : vm.pause()),
+        pause: async () => {
+          const t0 = performance.now();
+          if (!startedPaused) await vm.pause();
+          pauseMs = performance.now() - t0;
+        },
         resume: () => (startedPaused ? undefined : vm.resume()),
         setThrottle: (p) => vm.setThrottle(p),
         captureState: () => {
@@ -134,7 +139,7 @@ export class OutgoingMigrations {
         await host.removeFile(e.suspendPath);
       }
       host.forget(m.vmId);
-      log.info({ event: 'migration-source-completed', downtime_ms: done.report.downtimeMs, total_ms: done.report.totalMs, rounds: done.report.rounds, bytes_on_wire: done.report.bytesOnWire }, 'VM moved out and released');
+      log.info({ event: 'migration-source-completed', pause_ms: pauseMs, downtime_ms: done.report.downtimeMs, total_ms: done.report.totalMs, rounds: done.report.rounds, bytes_on_wire: done.report.bytesOnWire }, 'VM moved out and released');
       host.notify({ type: 'migration-finished', migrationId: m.migrationId, vmId: m.vmId, role: 'source', outcome: 'completed', report: reportWire(done.report) });
     } catch (err) {
       channel?.close(FERRY_CLOSE.MIGRATION_ABORTED, 'migration failed');
@@ -165,6 +170,7 @@ export class OutgoingMigrations {
     const host = this.host;
     const log = host.logger.child({ migrationId: m.migrationId, vmId: m.vmId });
     if (out.cancelled) return Promise.resolve('abort');
+    const askedAtMs = performance.now();
     return new Promise<CommitDecision>((resolve) => {
       let settled = false;
       const sendReady = (): void => {
@@ -181,7 +187,7 @@ export class OutgoingMigrations {
         clearTimeout(timer);
         offRegistered();
         out.decide = undefined;
-        log.info({ event: 'migration-decision', decision }, `decision: ${decision}`);
+        log.info({ event: 'migration-decision', decision, commit_wait_ms: performance.now() - askedAtMs }, `decision: ${decision}`);
         resolve(decision);
       };
       out.decide = finish;
