@@ -16,7 +16,7 @@ import type { LabMode, LabPhase, LabRound, LabRun } from '@ferry/lab';
 import type { Migration, MigrationReport, VmSpecWire } from '@ferry/protocol';
 import type { WwsSampling } from '@ferry/vm';
 import type { LabDriver } from './lab-driver.ts';
-import { clientGapMs } from './lab-driver.ts';
+import { clientGapMs, probeLatencyMs } from './lab-driver.ts';
 import type { LabCellSpec } from './lab-matrix.ts';
 import { LAB_INNER_KINDS } from './lab-workload.ts';
 import { startMigrationCluster, type MigrationCluster } from './migrate-cluster.ts';
@@ -107,7 +107,8 @@ export class AgentsDriver implements LabDriver {
       const reply = once(this.probe, 'message') as Promise<[{ atMs: Float64Array; heartbeats: Float64Array }]>;
       this.probe.postMessage({ type: 'stop' });
       const [probe] = await reply;
-      return runFromApi(m, m.report as FullReport, { client: clientGapMs(probe.atMs, startMs, endMs + 40), guest: heartbeatJumpMs(probe.atMs, probe.heartbeats, startMs, endMs + 40) });
+      const to40 = endMs + 40;
+      return runFromApi(m, m.report as FullReport, { client: clientGapMs(probe.atMs, startMs, to40), guest: heartbeatJumpMs(probe.atMs, probe.heartbeats, startMs, to40), latency: probeLatencyMs(probe.atMs, probe.heartbeats, startMs, to40) });
     } finally {
       await this.cluster.api('POST', `/api/v1/lab/vms/${encodeURIComponent(id)}/action`, { action: 'stop' }).catch(() => {});
     }
@@ -138,7 +139,7 @@ export function heartbeatJumpMs(atMs: ArrayLike<number>, heartbeats: ArrayLike<n
 }
 
 /** A LabRun from the coordinator's migration (API rounds have no durations: pre-copy time is spread by bytes). */
-function runFromApi(m: Migration, r: FullReport, measured: { client: number | undefined; guest: number }): LabRun {
+function runFromApi(m: Migration, r: FullReport, measured: { client: number | undefined; guest: number; latency: number | undefined }): LabRun {
   const rounds: LabRound[] = m.rounds.map((s, i) => ({
     round: s.round,
     final: i === m.rounds.length - 1,
@@ -183,5 +184,6 @@ function runFromApi(m: Migration, r: FullReport, measured: { client: number | un
     dirtyRatePagesPerSec: precopyMs > 0 ? dirtyPre / (precopyMs / 1000) : 0,
     roundStats: timed,
     phases,
+    ...(measured.latency !== undefined ? { probeLatencyMs: measured.latency } : {}),
   };
 }

@@ -54,6 +54,21 @@ export function clientGapMs(replyAtMs: ArrayLike<number>, fromMs: number, toMs: 
   return n >= 2 ? gap : undefined;
 }
 
+/**
+ * The longest a probe reply took to reach the client after the guest stamped the heartbeat it
+ * carries, over replies received in [fromMs, toMs]: how late the client may learn that the guest
+ * ran, so its gap may be shorter than the guest's by at most this much.
+ */
+export function probeLatencyMs(replyAtMs: ArrayLike<number>, heartbeats: ArrayLike<number>, fromMs: number, toMs: number): number | undefined {
+  let worst: number | undefined;
+  for (let i = 0; i < replyAtMs.length; i++) {
+    const t = replyAtMs[i]!;
+    if (t < fromMs || t > toMs) continue;
+    worst = Math.max(worst ?? 0, t - heartbeats[i]!);
+  }
+  return worst;
+}
+
 /** The timeline of one migration from its sender's state changes and round ends (ms from startMs). */
 export function phasesOf(startMs: number, states: readonly { to: SenderState; atMs: number }[], rounds: readonly { stats: SenderRoundStats; endMs: number }[]): LabPhase[] {
   const at = (s: SenderState): number | undefined => states.find((x) => x.to === s)?.atMs;

@@ -1,7 +1,9 @@
 // The lab's in-process driver: both "hosts" live in this process, each with its own CpuPool and
 // HTTP server, and the migration runs a real MigrationSender and MigrationReceiver over a real
 // loopback WebSocket (the agents' stream options: zero mask, raw frames). The client is a worker
-// thread probing through both hosts' `/probe` WebSockets every millisecond. Not multi-process:
+// thread probing through both hosts' `/probe` WebSockets every millisecond, served exactly as the
+// agents serve it (apps/agent/src/probe.ts: a reply only once the guest's heartbeat is newer than
+// the probe, `not-here` once the VM is gone). Not multi-process:
 // the two hosts share one event loop, so results are labelled `in-process`.
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
@@ -18,18 +20,17 @@ import {
   type SourceMessage,
 } from '@ferry/protocol';
 import { attachWsRoutes, generateToken, openWsChannel, presentedToken, tokensEqual, WsChannel, type WsRoutes } from '@ferry/transport';
-import { CpuPool, Vm, readGuestInfo, sampleWritableWorkingSet, type VmSpec, type WwsSampling } from '@ferry/vm';
+import { CpuPool, Vm, readGuestInfo, readHeartbeatMs, sampleWritableWorkingSet, type VmSpec, type WwsSampling } from '@ferry/vm';
 import type { LabPhase, LabRun } from '@ferry/lab';
 import type { LabCellSpec } from './lab-matrix.ts';
-import { clientGapMs, guestGapReset, phasesOf, type LabDriver } from './lab-driver.ts';
+import { clientGapMs, guestGapReset, phasesOf, probeLatencyMs, type LabDriver } from './lab-driver.ts';
+import { serveProbes, type ProbeResult, type ProbeTarget } from '../../apps/agent/src/probe.ts';
 
 const PROBE_INTERVAL_MS = 1;
 
 /** One in-process host: a CpuPool, an HTTP server with `/probe` (and `/migrate` on the destination). */
-class Host {
+class Host implements ProbeTarget {
   vm: Vm | undefined;
-  /** Set from the moment the migration asks the source VM to pause: the host no longer serves it. */
-  pausing = false;
   readonly pool: CpuPool;
   readonly server: Server;
   routes: WsRoutes | undefined;
@@ -50,15 +51,7 @@ class Host {
           const t = presentedToken(req);
           return t !== undefined && tokensEqual(t, this.token) ? true : undefined;
         },
-        onConnection: (ws) => {
-          ws.on('message', (data) => {
-            const seq = data.toString();
-            const vm = this.vm;
-            // A reply carries the guest heartbeat and is only sent while the guest runs here.
-            if (vm && vm.state === 'running' && !this.pausing) ws.send(`${seq} hb ${readGuestInfo(vm.memory)?.heartbeatMs ?? 0}`);
-            else ws.send(`${seq} not-here`);
-          });
-        },
+        onConnection: (ws) => serveProbes(ws, this, this.name),
       },
       {
         path: '/migrate',
@@ -75,6 +68,19 @@ class Host {
     this.server.listen(0, '127.0.0.1');
     await once(this.server, 'listening');
     this.port = (this.server.address() as { port: number }).port;
+  }
+
+  /** The agents' probe semantics (LocalVmHost.probe): ok once the heartbeat is newer than afterMs. */
+  async probe(vmId: string, afterMs: number, timeoutMs: number): Promise<ProbeResult> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const vm = this.vm;
+      if (!vm || vm.id !== vmId || vm.state === 'stopped' || vm.state === 'deleted') return { status: 'not-here' };
+      const hb = vm.state === 'created' ? undefined : readHeartbeatMs(vm.memory);
+      if (hb !== undefined && hb > afterMs) return { status: 'ok', heartbeatMs: hb };
+      if (performance.now() >= deadline) return { status: 'timeout' };
+      await new Promise((r) => setTimeout(r, 0));
+    }
   }
 
   issueMigrationToken(): string {
@@ -146,15 +152,15 @@ export class InProcessDriver implements LabDriver {
       await warm.stop();
     }
     const urls = [d.source, d.destination].map((h) => `ws://127.0.0.1:${h.port}/probe`);
-    d.probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: d.token, intervalMs: PROBE_INTERVAL_MS } });
+    d.probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: d.token, intervalMs: PROBE_INTERVAL_MS, protocol: 'agent' } });
     const [first] = (await once(d.probe, 'message')) as [{ type: string; message?: string }];
     if (first.type !== 'ready') throw new Error(`probe client failed: ${first.message}`);
     return d;
   }
 
-  private async probeReplies(): Promise<{ atMs: Float64Array; sent: number }> {
+  private async probeReplies(): Promise<{ atMs: Float64Array; heartbeats: Float64Array; sent: number }> {
     const p = this.probe!;
-    const reply = once(p, 'message') as Promise<[{ atMs: Float64Array; sent: number }]>;
+    const reply = once(p, 'message') as Promise<[{ atMs: Float64Array; heartbeats: Float64Array; sent: number }]>;
     p.postMessage({ type: 'stop' });
     return (await reply)[0];
   }
@@ -173,7 +179,6 @@ export class InProcessDriver implements LabDriver {
   async runOnce(cell: LabCellSpec): Promise<LabRun> {
     const vm = await this.boot(cell);
     const nonZero = nonZeroBytes(vm);
-    guestGapReset(vm.memory);
     const migrationId = `mig-${this.seq}`;
     const token = this.destination.issueMigrationToken();
     let destVm: Vm | undefined;
@@ -198,8 +203,14 @@ export class InProcessDriver implements LabDriver {
     });
     received.catch(() => {});
     const policy: Partial<MigrationSenderPolicy> = { ...cell.policy.sender, ...(cell.policy.xen ? { roundRateLimit: xenRateLimit(cell.policy.xen) } : {}) };
-    this.probe!.postMessage({ type: 'start' });
-    await sleep(20);
+    this.probe!.postMessage({ type: 'start', vm: vm.id, target: 0 });
+    const probeFromMs = now();
+    // Reset the guest's gap once it has stamped a heartbeat the client can see: every gap counted
+    // from here starts at a stamp a probe reply was earned by.
+    const stampDeadline = now() + 5000;
+    while ((readHeartbeatMs(vm.memory) ?? 0) <= probeFromMs + 2 && now() < stampDeadline) await sleep(1);
+    await sleep(5);
+    guestGapReset(vm.memory);
     const channel = await openWsChannel<DestinationMessage, SourceMessage>(`ws://127.0.0.1:${this.destination.port}/migrate`, {
       codec: migrationSenderCodec,
       token,
@@ -212,15 +223,11 @@ export class InProcessDriver implements LabDriver {
       memory: vm.memory,
       dirtyLog: vm.dirtyLog,
       pause: async () => {
-        this.source.pausing = true;
         const t = now();
         await vm.pause();
         pauseMs = now() - t;
       },
-      resume: async () => {
-        await vm.resume();
-        this.source.pausing = false;
-      },
+      resume: () => vm.resume(),
       setThrottle: (percent) => vm.setThrottle(percent),
       captureState: () => vm.captureState(),
     };
@@ -233,7 +240,6 @@ export class InProcessDriver implements LabDriver {
     const done = await sender.run();
     await received;
     this.source.vm = undefined;
-    this.source.pausing = false;
     await vm.stop();
     // Let the guest run on the destination and the probe see it, then collect.
     const resumedAt = done.report.resumedAtMs ?? now();
@@ -245,7 +251,16 @@ export class InProcessDriver implements LabDriver {
     const guest = readGuestInfo(dest.memory)?.maxGapMs ?? Number.NaN;
     this.destination.vm = undefined;
     await dest.stop();
-    return toRun(done.report, { nonZero, guest, client: clientGapMs(probe.atMs, startMs, now()), phases: phasesOf(startMs, states, rounds), pauseMs, resumeMs });
+    const endMs = now();
+    return toRun(done.report, {
+      nonZero,
+      guest,
+      client: clientGapMs(probe.atMs, probeFromMs, endMs),
+      probeLatencyMs: probeLatencyMs(probe.atMs, probe.heartbeats, probeFromMs, endMs),
+      phases: phasesOf(startMs, states, rounds),
+      pauseMs,
+      resumeMs,
+    });
   }
 
   async sampleWws(cell: LabCellSpec, samples: number, intervalMs: number): Promise<WwsSampling> {
@@ -268,7 +283,7 @@ export class InProcessDriver implements LabDriver {
 /** A LabRun from a sender report plus the lab's own measurements. */
 export function toRun(
   r: { downtimeMs: number | undefined; totalMs: number; setupMs: number; rounds: number; stopReason: string; bytesOnWire: number; vmBytes: number; zeroPagesSkipped: number; finalThrottlePercent: number; digestVerified: boolean; roundStats: readonly SenderRoundStats[] },
-  m: { nonZero: number; guest: number; client: number | undefined; phases: readonly LabPhase[]; pauseMs?: number; resumeMs?: number },
+  m: { nonZero: number; guest: number; client: number | undefined; phases: readonly LabPhase[]; pauseMs?: number; resumeMs?: number; probeLatencyMs?: number },
 ): LabRun {
   const pre = r.roundStats.filter((s) => !s.final);
   const preMs = pre.reduce((a, s) => a + s.durationMs, 0);
@@ -302,5 +317,6 @@ export function toRun(
     })),
     phases: m.phases,
     ...(m.pauseMs !== undefined && m.resumeMs !== undefined ? { pauseMs: m.pauseMs, resumeMs: m.resumeMs } : {}),
+    ...(m.probeLatencyMs !== undefined ? { probeLatencyMs: m.probeLatencyMs } : {}),
   };
 }

@@ -56,6 +56,8 @@ export interface LabRun {
   readonly pauseMs?: number;
   /** How long building and resuming the VM on the destination took (the guest may run before resume is acknowledged). */
   readonly resumeMs?: number;
+  /** Longest time from a heartbeat stamp to the client receiving the reply carrying it. */
+  readonly probeLatencyMs?: number;
 }
 
 /** What writable-working-set sampling predicted for a cell, against what was measured. */
