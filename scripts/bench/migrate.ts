@@ -104,7 +104,14 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
   let failures = 0;
   for (let i = 0; i < c.runs; i++) {
     const to = at === 'h1' ? 'h2' : 'h1';
-    const m = await cluster.migrate(vmId, { to, policy: c.policy });
+    let m: Migration;
+    try {
+      m = await cluster.migrate(vmId, { to, policy: c.policy });
+    } catch (err) {
+      failures++;
+      log(`  ${c.name} run ${i + 1}: refused: ${(err as Error).message}`);
+      break;
+    }
     const pids = cluster.agents().map((a) => a.pid);
     const sampler = setInterval(() => {
       for (const pid of pids) rssMax = Math.max(rssMax, rssBytes(pid));
@@ -191,7 +198,8 @@ export async function main(args: string[]): Promise<void> {
   const tcp = await measureTcpCeiling({ bytes: ceilingBytes, frameBytes: MiB });
   const ws = await measureWsCeiling({ bytes: ceilingBytes, frameBytes: MiB, direction: 'client-to-server', mask: 'zero', sendMode: 'raw' });
   const ceiling = { tcpBytesPerSec: tcp.bytesPerSec, wsBytesPerSec: ws.bytesPerSec };
-  const cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '8GiB', pcpus: 1 });
+  // Generous failure detection: a loaded 2-core machine can delay a heartbeat by a second.
+  const cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '8GiB', pcpus: 1, heartbeatIntervalMs: 500, failureTimeoutMs: 10_000 });
   const cases: MigrateCaseResult[] = [];
   try {
     for (const c of migrateCases(quick, runs)) {
