@@ -112,8 +112,9 @@ export interface GuestConfigWire {
 export interface VmReport {
   readonly vmId: string;
   /**
-   * VM state: `created`, `running`, `paused`, `suspended`, `stopped`, `deleted` (packages/vm), or
-   * `migrating-out` / `migrating-in` while a migration holds it.
+   * VM state as packages/vm names it: `created`, `running`, `paused`, `suspended`, `stopped`,
+   * `deleted`. A VM an outgoing migration holds keeps its state and carries `migrationId`; an
+   * incoming VM is not reported until it is activated.
    */
   readonly state: string;
   readonly memoryBytes: number;
