@@ -47,9 +47,9 @@ describe('the ferry CLI on a detached local cluster', () => {
     expect(hosts.code, hosts.stderr).toBe(0);
     expect((JSON.parse(hosts.stdout) as Host[]).map((h) => [h.id, h.state])).toEqual([['host-1', 'up'], ['host-2', 'up']]);
 
-    const run = await runFerry(['run', '--image', 'redis', '--cpus', '1', '--memory', '16MiB', '--workload', 'uniform', '--json'], cwd);
-    expect(run.code, run.stderr).toBe(0);
-    const vm = JSON.parse(run.stdout) as Vm;
+    const run = await ferryJson(['run', '--image', 'redis', '--cpus', '1', '--memory', '16MiB', '--workload', 'uniform'], cwd);
+    expect(run.code, JSON.stringify(run.value)).toBe(0);
+    const vm = run.value as Vm;
     expect(vm).toMatchObject({ id: 'vm-1', state: 'running', image: 'redis', credentials: { user: 'ferry' } });
     expect(vm.host).toMatch(/^host-[12]$/);
     expect(vm.ip).toMatch(/^10\.0\./);
