@@ -11,7 +11,8 @@
  * - Heartbeats and `vm-state-changed`: a VM's state changed on its own (a step limit, a fault).
  *
  * VMs being provisioned, migrating, or with an action in progress are never touched here: their
- * request or migration owns them.
+ * request or migration owns them. A `provisioning` record left by a restart (no request owns it)
+ * takes the state its host reports, or is dropped if its host registers without it.
  */
 import type { VmReport } from '@ferry/protocol';
 import type { CloudDeps } from './cloud-deps.ts';
@@ -21,7 +22,12 @@ import { isVmBusy } from './vms-lifecycle.ts';
 import { apiStateOf } from './vms-run.ts';
 
 function untouchable(deps: CloudDeps, vm: VmRecord): boolean {
-  return vm.state === 'provisioning' || vm.state === 'migrating' || isVmBusy(deps, vm.id);
+  return (vm.state === 'provisioning' && !orphaned(deps, vm)) || vm.state === 'migrating' || isVmBusy(deps, vm.id);
+}
+
+/** A `provisioning` record from the journal that no request of this process owns (the coordinator restarted mid-run). */
+function orphaned(deps: CloudDeps, vm: VmRecord): boolean {
+  return vm.state === 'provisioning' && deps.vms.changedAtMs(vm.id) === 0;
 }
 
 /** A host registered with `reported` VMs: see the file comment. */
@@ -30,6 +36,14 @@ export function reconcileHost(deps: CloudDeps, hostId: string, reported: readonl
   for (const vm of deps.vms.list()) {
     if (vm.host !== hostId || untouchable(deps, vm)) continue;
     const report = byId.get(vm.id);
+    if (!report && orphaned(deps, vm)) {
+      // Its run never replied (the coordinator restarted) and the host does not have it: undo it.
+      deps.placement.release(vm.id);
+      deps.vms.remove(vm.id);
+      deps.events.emit('vm-provision-failed', { vm: vm.id, host: hostId }, { error: { code: 'FERRY_ERR_COORDINATOR_RESTARTED', message: 'the coordinator restarted while the VM was being provisioned' } });
+      deps.logger.warn({ event: 'vm-provision-abandoned', vmId: vm.id, hostId }, 'provisioning interrupted by a restart; record dropped');
+      continue;
+    }
     if (!report) {
       if (vm.state === 'lost') continue;
       markLost(deps, vm, `host ${hostId} registered without it`);
