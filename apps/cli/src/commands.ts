@@ -19,6 +19,7 @@ import { ApiClient } from './client.ts';
 import { resolveConnection } from './connection.ts';
 import { UsageError } from './errors.ts';
 import { startAndWatchMigration } from './migrate-watch.ts';
+import { registerBenchCommand } from './bench-command.ts';
 import * as r from './render.ts';
 
 /** Where a command writes and what it may read. The CLI passes process streams and env; the console its own. */
@@ -408,6 +409,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
       );
     });
 
+  registerBenchCommand(program, { clientOf, print, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   return program;
 }
 
