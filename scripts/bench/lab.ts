@@ -1,11 +1,13 @@
-// `pnpm bench lab [--quick] [--json] [--out DIR] [--results FILE] [--max-vm SIZE] [--in-process]`: the downtime lab.
+// `pnpm bench lab [--quick] [--json] [--out DIR] [--results FILE] [--max-vm SIZE] [--in-process]
+//  [--save FILE] [--from FILE]`: the downtime lab. `--save` keeps the whole report (every run) as
+// JSON; `--from` renders a saved report again (table, charts, results) without measuring.
 // Migrates a matrix of VM sizes × workloads × policies repeatedly, measures downtime three ways
 // (hypervisor: source pause → destination resume; guest: largest heartbeat gap; client: largest
 // gap between replies to a probe every millisecond), samples each workload's writable working set
 // and predicts its downtime, re-measures the raw TCP and ws ceilings, and writes a markdown table,
 // one JSON object (--json), SVG charts (--out, default bench-out/lab) and, with --results, the
 // results document (docs/results.md, charts under docs/lab/).
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { buildCell, labCharts, labJson, labTable, type LabCell, type LabMachine, type LabReport, type LabWws } from '@ferry/lab';
@@ -132,13 +134,18 @@ function flag(args: readonly string[], name: string): string | undefined {
 
 /** `pnpm bench lab` entry point. */
 export async function main(args: string[]): Promise<void> {
-  const json = args.includes('--json');
   const size = args.includes('--tiny') ? 'tiny' : args.includes('--quick') ? 'quick' : 'full';
   const maxVm = flag(args, '--max-vm');
   const matrix = labMatrix(size, maxVm ? parseSize(maxVm) : maxVmBytesHere());
-  const out = flag(args, '--out') ?? 'bench-out/lab';
-  const resultsPath = flag(args, '--results');
   const log = (l: string): void => void process.stderr.write(`${l}\n`);
+  const from = flag(args, '--from');
+  const report = from ? (JSON.parse(readFileSync(from, 'utf8')) as LabReport) : await measure(args, matrix, log);
+  const save = flag(args, '--save');
+  if (save) writeFileSync(save, JSON.stringify(report));
+  output(args, report, from ? (report.quick ? 'quick' : 'full') : size);
+}
+
+async function measure(args: readonly string[], matrix: LabMatrix, log: (line: string) => void): Promise<LabReport> {
   const inProcess = await InProcessDriver.start();
   let driver: LabDriver = inProcess;
   if (!args.includes('--in-process')) {
@@ -154,6 +161,13 @@ export async function main(args: string[]): Promise<void> {
   } finally {
     await driver.close();
   }
+  return report;
+}
+
+function output(args: readonly string[], report: LabReport, size: string): void {
+  const json = args.includes('--json');
+  const out = flag(args, '--out') ?? 'bench-out/lab';
+  const resultsPath = flag(args, '--results');
   const charts = writeCharts(report, out);
   if (resultsPath) {
     const chartDir = join(dirname(resultsPath), 'lab');
