@@ -18,7 +18,7 @@ import { toApiHost, type HostView } from './hosts.ts';
 import { sendError, sendJson } from './http-api.ts';
 import { ImageCatalog } from './images.ts';
 import { registerCloudMetrics } from './metrics.ts';
-import { MigrationOrchestrator, type VmDirectory, type VmLocation } from './migrations.ts';
+import { MigrationOrchestrator, readJson, type VmDirectory, type VmLocation } from './migrations.ts';
 import type { CoordinatorContext, CoordinatorModule } from './modules.ts';
 import { ClusterPlacement, DEFAULT_PLACEMENT_STRATEGY } from './placement.ts';
 import { VmJournal } from './vms-journal.ts';
@@ -241,24 +241,6 @@ function statusOf(code: string): number | undefined {
 function reply(res: ServerResponse, status: number, body: unknown): true {
   sendJson(res, status, body);
   return true;
-}
-
-/** Reads a JSON request body (at most 64 KiB; empty = `{}`); 400 otherwise. */
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > 64 * 1024) throw new ApiError('FERRY_ERR_BAD_REQUEST', 'request body over 64 KiB');
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
-  if (text === '') return {};
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError('FERRY_ERR_BAD_REQUEST', 'request body is not JSON');
-  }
 }
 
 /** Options of createCloudModules. */
