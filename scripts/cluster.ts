@@ -246,6 +246,10 @@ async function runCluster(supervised: boolean): Promise<void> {
     process.exit(0);
   } catch (err) {
     process.stderr.write(`cluster: ${(err as Error).message}\n`);
+    const coordinatorLog = join(logDir, 'coordinator.log');
+    if (existsSync(coordinatorLog) && readFileSync(coordinatorLog, 'utf8').includes('EADDRINUSE')) {
+      process.stderr.write(`cluster: port ${port} is in use (another cluster?); pick another with --port N, or --port 0 for any free port\n`);
+    }
     await stopAll('start failed');
     process.exit(1);
   }
