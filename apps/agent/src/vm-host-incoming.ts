@@ -11,7 +11,7 @@ import { MigrationReceiver, MigrationSizeError, UnknownMigrationError, Migration
 import { Vm } from '@ferry/vm';
 import type { IncomingMigrationChannel, Reservation } from './vm-host.ts';
 import { decodeEnvelope } from './vm-host-envelope.ts';
-import type { LocalVmHost } from './vm-host-local.ts';
+import { releaseMemorySoon, type LocalVmHost } from './vm-host-local.ts';
 
 /** Runs the receiver for one incoming migration stream. */
 export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChannel, reservation: Reservation): void {
@@ -65,6 +65,7 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
         host.forget(vmId);
         await restored.stop().catch(() => {});
       }
+      releaseMemorySoon(); // the partial VM's memory
       const e = err as { code?: string; message?: string };
       log.warn({ event: 'migration-destination-failed', code: e.code, err: e.message }, 'incoming migration failed; partial VM discarded');
       host.notify({ type: 'migration-finished', migrationId, vmId, role: 'destination', outcome: 'failed', error: { code: e.code ?? 'FERRY_ERR_MIGRATION_FAILED', message: e.message ?? String(err) } });

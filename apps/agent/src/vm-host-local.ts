@@ -13,6 +13,8 @@
  * snapshotted refuses a migration.
  */
 import { mkdir, rm } from 'node:fs/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { memoryDigest } from '@ferry/memory';
 import { CpuPool, Vm, normalizeSpec, readHeartbeatMs, type NormalizedVmSpec, type VmSpec, type WorkloadKind } from '@ferry/vm';
@@ -276,11 +278,12 @@ export class LocalVmHost implements VmHost {
     return entry;
   }
 
-  /** Drops a VM from the table (after delete or a completed outgoing migration). */
+  /** Drops a VM from the table (after delete or a completed outgoing migration) and returns its memory to the OS soon. */
   forget(vmId: string): void {
     const e = this.vms.get(vmId);
     e?.off();
     this.vms.delete(vmId);
+    releaseMemorySoon();
   }
 
   private async create(m: VmCreateMessage): Promise<AgentToCoordinatorMessage> {
@@ -434,4 +437,30 @@ export function toVmSpec(w: VmSpecWire): VmSpec {
     ...(w.heartbeat !== undefined ? { heartbeat: w.heartbeat } : {}),
     ...(w.stepLimit !== undefined ? { stepLimit: w.stepLimit } : {}),
   };
+}
+
+let gc: (() => void) | undefined | null;
+let gcTimer: NodeJS.Timeout | undefined;
+
+/**
+ * Guest memory is a SharedArrayBuffer: V8 frees it only when the object is collected, and a
+ * mostly idle agent may not collect for minutes, so a VM that left (migrated out, deleted) would
+ * keep its memory resident next to the next one. After a release, run a full collection once
+ * (debounced 50 ms). Uses V8's gc through `--expose-gc` set at run time; a no-op if unavailable.
+ */
+export function releaseMemorySoon(): void {
+  if (gc === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      gc = runInNewContext('gc') as () => void;
+    } catch {
+      gc = null;
+    }
+  }
+  if (!gc || gcTimer) return;
+  gcTimer = setTimeout(() => {
+    gcTimer = undefined;
+    gc?.();
+  }, 50);
+  gcTimer.unref();
 }

@@ -128,6 +128,8 @@ interface Record_ {
   startedAtMs: number;
   /** The owner switch is recorded (journaled): the decision is commit from now on. */
   committed: boolean;
+  /** When it was recorded (ms since epoch). */
+  committedAtMs?: number;
   /** VM state before the migration (restored on abort when the source does not tell). */
   priorState: VmState;
   /** chooseDestination claimed placement capacity that migrationEnded must release. */
@@ -225,6 +227,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
         if (r.committed) {
           // The source may or may not have sent activate: the destination's report decides.
           this.log?.warn({ event: 'migration-source-down-after-commit', migrationId: r.id, vmId: r.vm }, 'source went down after the commit point');
+          if (r.destinationDone) this.finish(r, 'completed', undefined, 'running');
           continue;
         }
         this.ctx?.agents.releaseReservation(r.to, r.id);
@@ -494,6 +497,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
     }
     r.state = 'committing';
     r.committed = true;
+    r.committedAtMs = Date.now();
     try {
       this.directory.recordOwner(r.vm, r.to);
       this.persist(true);
@@ -527,8 +531,12 @@ export class MigrationOrchestrator implements CoordinatorModule {
           this.directory.setState(r.vm, (m.vm?.state as VmState | undefined) ?? 'running');
           this.persist(true);
         }
-      } else if (!r.committed && !FINAL_MIGRATION_STATES.includes(r.state)) {
+      } else if (!FINAL_MIGRATION_STATES.includes(r.state)) {
         log.warn({ event: 'migration-destination-failed', err: m.error }, 'destination discarded the incoming VM');
+        // Committed but never activated, and the source is gone: nothing runs the VM any more.
+        if (r.committed && !this.context().agents.isConnected(r.from)) {
+          this.finish(r, 'failed', { code: 'FERRY_ERR_MIGRATION_SOURCE_DOWN', message: `source host ${r.from} went down after the commit point before activating ${r.to}; the VM is lost` }, 'lost');
+        }
       }
       return;
     }
@@ -613,7 +621,8 @@ export class MigrationOrchestrator implements CoordinatorModule {
     const ctx = this.ctx;
     if (!ctx) return;
     for (const r of this.records.values()) {
-      if (r.live || r.state !== 'committing') continue;
+      // Live ones wait for the agents' messages; only a committed migration silent for 10 s is reconciled from reports.
+      if (r.state !== 'committing' || (r.live && Date.now() - (r.committedAtMs ?? 0) < 10_000)) continue;
       const dest = ctx.hosts.find(r.to);
       const src = ctx.hosts.find(r.from);
       const onDest = dest?.state !== 'down' && dest?.vms.some((v) => v.vmId === r.vm && v.migrationId === undefined);
