@@ -60,7 +60,9 @@ export class AgentsDriver implements LabDriver {
 
   /** Starts a lab coordinator, two agents (one pCPU each) and the probing client. */
   static async start(fallback: LabDriver, agentMemory = '16GiB'): Promise<AgentsDriver> {
-    const cluster = await startMigrationCluster({ agents: [...HOSTS], agentMemory, pcpus: 1 });
+    // Generous failure detection: filling and streaming GiBs on a loaded 2-core machine can stall
+    // an agent's event loop for longer than the 600 ms the test clusters use.
+    const cluster = await startMigrationCluster({ agents: [...HOSTS], agentMemory, pcpus: 1, heartbeatIntervalMs: 1000, failureTimeoutMs: 15_000 });
     try {
       const urls = HOSTS.map((h) => {
         const u = new URL(cluster.agent(h).migrationAddress);

@@ -74,11 +74,22 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
         wwsByKey.set(key, await driver.sampleWws(spec, matrix.wws.samples, matrix.wws.intervalMs));
       }
       const runs = [];
+      const failures: string[] = [];
       for (let i = 0; i < spec.runs; i++) {
-        const run = await driver.runOnce(spec);
+        let run;
+        try {
+          run = await driver.runOnce(spec);
+        } catch (err) {
+          // One failed migration must not lose the whole lab: it is reported with the cell.
+          failures.push((err as Error).message.slice(0, 200));
+          log(`${spec.name} #${i + 1}: FAILED ${(err as Error).message.slice(0, 200)}`);
+          continue;
+        }
         log(`${spec.name} #${i + 1}: down ${run.hypervisorDowntimeMs.toFixed(2)} ms (guest ${run.guestDowntimeMs.toFixed(2)}, client ${run.clientDowntimeMs?.toFixed(2) ?? '—'}), total ${run.totalMs.toFixed(0)} ms, ${run.rounds} rounds, ${run.stopReason}`);
         runs.push(run);
       }
+      if (failures.length > 0) notes.push(`${spec.name}: ${failures.length} of ${spec.runs} runs failed (${[...new Set(failures)].join('; ')}).`);
+      if (runs.length === 0) continue;
       const mode = driver.modeFor?.(spec);
       const meta = { name: spec.name, vmBytes: spec.vmBytes, workload: spec.workload.label, policy: spec.policy.label, ...(mode && mode !== driver.mode ? { mode } : {}) };
       const draft = buildCell(meta, runs);
