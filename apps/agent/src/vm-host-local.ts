@@ -298,8 +298,9 @@ export class LocalVmHost implements VmHost {
         const report = await library.provision(m.image, vm.memory, vm.dirtyLog, config);
         imagePages = report.pagesCopied;
       }
-      const entry = this.adopt(vm, spec, m.image);
+      // Started before it is listed: a heartbeat never reports a VM that is only half up.
       if (m.start) await vm.start();
+      const entry = this.adopt(vm, spec, m.image);
       this.logger.info({ event: 'vm-created', vmId: spec.id, image: m.image, image_pages: imagePages, memory_bytes: spec.memoryBytes, started: m.start }, 'vm created');
       return { type: 'vm-created', requestId: m.requestId, vm: this.report(entry), imagePages };
     } catch (err) {

@@ -38,7 +38,7 @@ async function create(coord: RunningCoordinator, host: string, spec: VmSpecWire)
   const reply = await coord.agents.request<VmCreateMessage>(host, { type: 'vm-create', spec, start: true }, 30_000);
   expect(reply.type).toBe('vm-created');
   // the registry learns about it from the next heartbeat
-  for (let i = 0; i < 100 && !coord.hosts.find(host)?.vms.some((v) => v.vmId === spec.id); i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 100 && coord.hosts.find(host)?.vms.find((v) => v.vmId === spec.id)?.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20));
 }
 
 async function digestOn(coord: RunningCoordinator, host: string, vmId: string): Promise<{ digest: string; totalSteps: number }> {
