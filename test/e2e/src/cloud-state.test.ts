@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Host, Vm } from '@ferry/protocol';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ApiEvent, Host, Vm } from '@ferry/protocol';
 import { ProcessGroup, waitFor, type AgentProcess, type CoordinatorProcess } from './harness.ts';
 
 // The cloud manager with real coordinator and agent processes: placement rules under concurrent
@@ -76,5 +78,26 @@ describe('cloud manager with real processes', () => {
     const del = await fetch(`${again.url}/api/v1/vms/vm-2`, { method: 'DELETE', headers: { authorization: `Bearer ${again.token}` } });
     expect(del.status).toBe(200);
     expect(((await del.json()) as Vm).state).toBe('deleted');
+  });
+
+  it('a VM an agent runs but the journal lacks is adopted (flagged, fresh address, login unknown)', async () => {
+    const coord = await group.startCoordinator();
+    await startAgents(coord, 1);
+    expect((await post(coord, '/api/v1/vms', { image: 'base-os', cpus: 1, memory: '16MiB', disk: '1GiB', name: 'orphan' })).status).toBe(201);
+    await coord.stop();
+    // A coordinator with an empty state dir (same token, same port): its journal knows no VM.
+    const fresh = group.tempDir('ferry-coord-');
+    mkdirSync(fresh, { recursive: true });
+    copyFileSync(join(coord.stateDir, 'token'), join(fresh, 'token'));
+    const again = await group.startCoordinator({ stateDir: fresh, port: coord.port });
+    await waitFor(async () => (await again.getJson<Vm[]>('/api/v1/vms')).length === 1, 15_000, 'VM adopted');
+    const [vm] = await again.getJson<Vm[]>('/api/v1/vms');
+    expect(vm).toMatchObject({ id: 'vm-1', name: 'orphan', host: 'host-1', state: 'running', image: 'base-os', credentials: { user: 'ferry', password: '' } });
+    const events = await again.getJson<ApiEvent[]>('/api/v1/events');
+    expect(events.some((e) => e.type === 'vm-state-changed' && e.vm === 'vm-1' && e.data['adopted'] === true)).toBe(true);
+    // The adopted VM is a full citizen: its id is not handed out again, and it can be stopped.
+    const next = await post(again, '/api/v1/vms', { image: 'minimal', cpus: 1, memory: '16MiB', disk: '256MiB' });
+    expect((next.body as Vm).id).not.toBe('vm-1');
+    expect((await post(again, '/api/v1/vms/vm-1/stop', {})).body).toMatchObject({ state: 'stopped' });
   });
 });
