@@ -33,7 +33,7 @@ export interface MigrationClusterOptions {
   /** pCPU workers per agent (default 1). */
   readonly pcpus?: number;
   readonly heartbeatIntervalMs?: number;
-  /** Default 3 × heartbeat. */
+  /** Default max(3000 ms, 3 × heartbeat): a loaded machine delays heartbeats; kill -9 is seen at once (the link closes). */
   readonly failureTimeoutMs?: number;
   /** Source's wait for the commit decision (default 30 s). */
   readonly decisionTimeoutMs?: number;
@@ -89,7 +89,7 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
     '--port', String(port),
     '--state-dir', stateDir,
     '--heartbeat-interval-ms', String(heartbeatIntervalMs),
-    '--failure-timeout-ms', String(options.failureTimeoutMs ?? 3 * heartbeatIntervalMs),
+    '--failure-timeout-ms', String(options.failureTimeoutMs ?? Math.max(3000, 3 * heartbeatIntervalMs)),
     '--log-level', logLevel,
     ...(options.decisionTimeoutMs !== undefined ? ['--decision-timeout-ms', String(options.decisionTimeoutMs)] : []),
   ];
