@@ -29,10 +29,8 @@ import { readFileSync } from 'node:fs';
 import { nanoid } from 'nanoid';
 import { Counter, Histogram } from 'prom-client';
 import {
-  API_PREFIX,
   ApiError,
   FINAL_MIGRATION_STATES,
-  validateMigrateRequest,
   type AgentToCoordinatorMessage,
   type ApiErrorInfo,
   type Migration,
@@ -46,7 +44,8 @@ import {
 } from '@ferry/protocol';
 import type { CoordinatorContext, CoordinatorModule } from './modules.ts';
 import type { Logger } from './logger.ts';
-import { sendError, sendJson } from './http-api.ts';
+export { readJson } from './migrations-http.ts';
+import { handleMigrationRoutes } from './migrations-http.ts';
 import { writeFileAtomic } from './state-dir.ts';
 
 /** Where a VM is and what it needs, as the VM registry knows it. */
@@ -243,25 +242,8 @@ export class MigrationOrchestrator implements CoordinatorModule {
     }
   }
 
-  async handleHttp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
-    const rest = url.pathname.slice(API_PREFIX.length);
-    const vmMigrate = /^\/vms\/([^/]+)\/migrate$/.exec(rest);
-    const one = /^\/migrations\/([^/]+)$/.exec(rest);
-    const cancel = /^\/migrations\/([^/]+)\/cancel$/.exec(rest);
-    if (rest !== '/migrations' && !vmMigrate && !one && !cancel) return false;
-    try {
-      if (rest === '/migrations' && req.method === 'GET') sendJson(res, 200, this.list());
-      else if ((rest === '/migrations' || vmMigrate) && req.method === 'POST') {
-        const spec = validateMigrateRequest(await readJson(req), vmMigrate ? decodeURIComponent(vmMigrate[1]!) : undefined);
-        sendJson(res, 202, this.migrate({ vmId: spec.vm, ...(spec.to !== undefined ? { to: spec.to } : {}), policy: spec.policy }));
-      } else if (one && req.method === 'GET') sendJson(res, 200, this.require(decodeURIComponent(one[1]!)));
-      else if (cancel && req.method === 'POST') sendJson(res, 200, this.cancel(decodeURIComponent(cancel[1]!)));
-      else sendError(res, 'FERRY_ERR_METHOD_NOT_ALLOWED', `${req.method} not allowed on ${url.pathname}`, 405);
-    } catch (err) {
-      const e = err as { code?: string; message?: string; status?: number };
-      sendError(res, e.code ?? 'FERRY_ERR_INTERNAL', e.message ?? String(err), e.status);
-    }
-    return true;
+  handleHttp(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    return handleMigrationRoutes(this, req, res, url);
   }
 
   // ----- API ---------------------------------------------------------------------------------
@@ -727,22 +709,4 @@ function sourceVmState(m: MigrationFinishedMessage, prior: VmState): VmState {
   const s = m.vm?.state;
   if (s === 'running' || s === 'paused' || s === 'suspended' || s === 'stopped') return s;
   return prior;
-}
-
-/** Reads a JSON request body (at most 64 KiB; empty = {}); throws FERRY_ERR_BAD_REQUEST. */
-export async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > 64 * 1024) throw new ApiError('FERRY_ERR_BAD_REQUEST', 'request body over 64 KiB');
-    chunks.push(chunk as Buffer);
-  }
-  const text = Buffer.concat(chunks).toString('utf8').trim();
-  if (text === '') return {};
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new ApiError('FERRY_ERR_BAD_REQUEST', 'request body is not JSON');
-  }
 }
