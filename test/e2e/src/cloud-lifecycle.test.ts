@@ -17,7 +17,7 @@ async function call(coord: CoordinatorProcess, method: string, path: string, bod
 }
 
 async function cluster(n: number): Promise<CoordinatorProcess> {
-  const coord = await group.startCoordinator();
+  const coord = await group.startCoordinator({ failureTimeoutMs: 10_000 });
   await Promise.all(Array.from({ length: n }, (_, i) => group.startAgent(coord, { id: `host-${i + 1}`, cpus: 2, memory: '256MiB', args: ['--data-dir', group.tempDir('ferry-agent-')] })));
   await waitFor(async () => (await coord.getJson<Host[]>('/api/v1/hosts')).filter((h) => h.state === 'up').length === n, 15_000, `${n} hosts up`);
   return coord;

@@ -23,7 +23,7 @@ async function startAgents(coord: CoordinatorProcess, n: number): Promise<AgentP
 
 describe('cloud manager with real processes', () => {
   it('anti-affinity holds when ten run requests arrive at once: one VM per host, the rest refused and nothing left behind', async () => {
-    const coord = await group.startCoordinator();
+    const coord = await group.startCoordinator({ failureTimeoutMs: 10_000 });
     await startAgents(coord, 4);
     const request = { image: 'base-os', cpus: 1, memory: '16MiB', disk: '1GiB', group: { name: 'ha', policy: 'anti-affinity' } };
     const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => post(coord, '/api/v1/vms', { ...request, name: `ha-${i}` })));
@@ -43,7 +43,7 @@ describe('cloud manager with real processes', () => {
   });
 
   it('a coordinator restart keeps every VM and its credentials; a host that comes back without its VMs marks them lost', async () => {
-    const coord = await group.startCoordinator({ failureTimeoutMs: 1000 });
+    const coord = await group.startCoordinator({ failureTimeoutMs: 10_000 });
     const agents = await startAgents(coord, 2);
     const made: Vm[] = [];
     for (const [image, host] of [['base-os', 'host-1'], ['redis', 'host-2'], ['lamp', 'host-2']] as const) {
@@ -53,7 +53,7 @@ describe('cloud manager with real processes', () => {
     }
     await coord.stop();
 
-    const again = await group.startCoordinator({ stateDir: coord.stateDir, port: coord.port, failureTimeoutMs: 1000 });
+    const again = await group.startCoordinator({ stateDir: coord.stateDir, port: coord.port, failureTimeoutMs: 10_000 });
     expect(again.token).toBe(coord.token);
     // Before the agents are back, the journal already answers, credentials included.
     const early = await again.getJson<Vm[]>('/api/v1/vms');
@@ -81,7 +81,7 @@ describe('cloud manager with real processes', () => {
   });
 
   it('a VM an agent runs but the journal lacks is adopted (flagged, fresh address, login unknown)', async () => {
-    const coord = await group.startCoordinator();
+    const coord = await group.startCoordinator({ failureTimeoutMs: 10_000 });
     await startAgents(coord, 1);
     expect((await post(coord, '/api/v1/vms', { image: 'base-os', cpus: 1, memory: '16MiB', disk: '1GiB', name: 'orphan' })).status).toBe(201);
     await coord.stop();
@@ -89,7 +89,7 @@ describe('cloud manager with real processes', () => {
     const fresh = group.tempDir('ferry-coord-');
     mkdirSync(fresh, { recursive: true });
     copyFileSync(join(coord.stateDir, 'token'), join(fresh, 'token'));
-    const again = await group.startCoordinator({ stateDir: fresh, port: coord.port });
+    const again = await group.startCoordinator({ stateDir: fresh, port: coord.port, failureTimeoutMs: 10_000 });
     await waitFor(async () => (await again.getJson<Vm[]>('/api/v1/vms')).length === 1, 15_000, 'VM adopted');
     const [vm] = await again.getJson<Vm[]>('/api/v1/vms');
     expect(vm).toMatchObject({ id: 'vm-1', name: 'orphan', host: 'host-1', state: 'running', image: 'base-os', credentials: { user: 'ferry', password: '' } });
