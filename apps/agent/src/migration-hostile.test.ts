@@ -22,7 +22,7 @@ const MiB = 2 ** 20;
 async function cluster(): Promise<{ coord: RunningCoordinator; agent: RunningAgent }> {
   const dir = mkdtempSync(join(tmpdir(), 'ferry-hostile-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const coord = await startCoordinator({ port: 0, stateDir: join(dir, 'c'), heartbeatIntervalMs: 100 });
+  const coord = await startCoordinator({ port: 0, stateDir: join(dir, 'c'), heartbeatIntervalMs: 100, failureTimeoutMs: 5000 });
   cleanups.push(() => coord.close());
   const agent = await startAgent({ coordinatorUrl: `ws://127.0.0.1:${coord.port}`, token: coord.token, hostId: 'h1', capacity: { cpus: 4, memoryBytes: 256 * MiB, diskBytes: 2 ** 30 }, dataDir: join(dir, 'h1'), pcpus: 1 });
   cleanups.push(() => agent.close());

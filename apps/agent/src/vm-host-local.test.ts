@@ -20,7 +20,7 @@ async function cluster(ids: string[]): Promise<{ coord: RunningCoordinator; migr
   const dir = mkdtempSync(join(tmpdir(), 'ferry-vmhost-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const { modules, migrations } = createMigrationLab();
-  const coord = await startCoordinator({ port: 0, stateDir: join(dir, 'c'), heartbeatIntervalMs: 100, modules });
+  const coord = await startCoordinator({ port: 0, stateDir: join(dir, 'c'), heartbeatIntervalMs: 100, failureTimeoutMs: 5000, modules });
   cleanups.push(() => coord.close());
   const agents = new Map<string, RunningAgent>();
   for (const id of ids) {

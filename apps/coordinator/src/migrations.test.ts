@@ -22,7 +22,7 @@ async function cluster(hostIds: string[]): Promise<{ coord: RunningCoordinator; 
   const dir = mkdtempSync(join(tmpdir(), 'ferry-mig-test-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const { modules, migrations } = createMigrationLab({ journalPath: join(dir, 'migrations.journal.json') });
-  const coord = await startCoordinator({ port: 0, stateDir: join(dir, 'coord'), heartbeatIntervalMs: 100, modules });
+  const coord = await startCoordinator({ port: 0, stateDir: join(dir, 'coord'), heartbeatIntervalMs: 100, failureTimeoutMs: 5000, modules });
   cleanups.push(() => coord.close());
   const agents = new Map<string, RunningAgent>();
   for (const id of hostIds) {
