@@ -5,6 +5,7 @@
  * ```
  * pnpm cluster [--agents 3] [--cpus 4] [--memory 2GiB] [--disk 20GiB] [--port 7070] [--host 127.0.0.1]
  *              [--state-dir .ferry] [--placement best-fit] [--no-demo] [--detach] [--log-level info]
+ *              [--failure-timeout-ms 3000]
  * pnpm cluster down [--state-dir .ferry]
  * ```
  * - The coordinator listens on `--port` (0: any free port); `<stateDir>/cluster.json` ({url, token})
@@ -52,6 +53,7 @@ try {
       detach: { type: 'boolean' },
       supervise: { type: 'boolean' },
       'log-level': { type: 'string' },
+      'failure-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -82,6 +84,7 @@ const memoryBytes = sizeOption('memory', values.memory, '2GiB');
 const diskBytes = sizeOption('disk', values.disk, '20GiB');
 const port = intOption('port', values.port, 7070, 0, 65535);
 const logLevel = values['log-level'] ?? 'info';
+const failureTimeoutMs = values['failure-timeout-ms'] === undefined ? undefined : intOption('failure-timeout-ms', values['failure-timeout-ms'], 3000, 100, 600_000);
 
 const running = runningSupervisor();
 if (running !== undefined && running !== process.pid) fail(`a cluster already runs from ${stateDir} (pid ${running}); stop it with: pnpm cluster down`, 1);
@@ -200,7 +203,7 @@ async function runCluster(supervised: boolean): Promise<void> {
     const coordinator = await startChild(
       'coordinator',
       COORDINATOR_MAIN,
-      ['--port', String(port), ...(values.host !== undefined ? ['--host', values.host] : []), '--state-dir', stateDir, '--log-level', logLevel, ...(values.placement !== undefined ? ['--placement', values.placement] : [])],
+      ['--port', String(port), ...(values.host !== undefined ? ['--host', values.host] : []), '--state-dir', stateDir, '--log-level', logLevel, ...(values.placement !== undefined ? ['--placement', values.placement] : []), ...(failureTimeoutMs !== undefined ? ['--failure-timeout-ms', String(failureTimeoutMs)] : [])],
       logDir,
       'coordinator-ready',
     );

@@ -38,7 +38,7 @@ describe('the ferry CLI on a detached local cluster', () => {
     dirs.push(cwd);
     const stateDir = join(cwd, '.ferry');
     mkdirSync(join(cwd, 'sub'));
-    const launcher = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '2', '--cpus', '2', '--memory', '256MiB', '--no-demo', '--detach', '--log-level', 'warn'], cwd);
+    const launcher = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '2', '--cpus', '2', '--memory', '256MiB', '--no-demo', '--detach', '--log-level', 'warn', '--failure-timeout-ms', '10000'], cwd);
     expect((await launcher.exited).code, launcher.errors()).toBe(0);
     expect(launcher.output()).toMatch(/running in the background/);
 

@@ -23,7 +23,7 @@ describe('the coordinator console on a local cluster', () => {
   it('runs a VM, migrates it with a downtime figure, drains a host into maintenance, then stops every process', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'ferry-console-'));
     dirs.push(stateDir);
-    const cluster = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '3', '--cpus', '2', '--memory', '256MiB', '--no-demo', '--log-level', 'warn']);
+    const cluster = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '3', '--cpus', '2', '--memory', '256MiB', '--no-demo', '--log-level', 'warn', '--failure-timeout-ms', '10000']);
     clusters.push(cluster);
     cluster.send(
       [

@@ -22,7 +22,7 @@ describe('pnpm cluster', () => {
   it('SIGINT leaves no process behind and no port bound', async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'ferry-sigint-'));
     dirs.push(stateDir);
-    const cluster = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '2', '--cpus', '2', '--memory', '256MiB', '--log-level', 'warn']);
+    const cluster = spawnCluster(['--state-dir', stateDir, '--port', '0', '--agents', '2', '--cpus', '2', '--memory', '256MiB', '--log-level', 'warn', '--failure-timeout-ms', '10000']);
     clusters.push(cluster);
     await cluster.waitForOutput(/Ferry console on/);
     const output = cluster.output();
