@@ -103,6 +103,25 @@ describe('migration faults (real processes)', () => {
     expect(await stepsAdvance(cluster, 'vm-c')).toBe(true);
   }, 60_000);
 
+  it('the page stream stops mid-precopy (destination frozen with SIGSTOP): the source gives up, the VM stays; the thawed destination keeps nothing', async () => {
+    cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '256MiB', failureTimeoutMs: 60_000 });
+    await cluster.createVm('h1', busySpec('vm-e'));
+    await new Promise((r) => setTimeout(r, 500));
+    const m = await cluster.migrate('vm-e', { to: 'h2', policy: SLOW });
+    await waitState(cluster, m.id, ['precopy']);
+    await new Promise((r) => setTimeout(r, 300));
+    cluster.agent('h2').kill('SIGSTOP'); // the stream goes silent: no reads, no pongs
+    const done = await cluster.waitMigration(m.id, 30_000);
+    cluster.agent('h2').kill('SIGCONT');
+    expect(done.state).toBe('failed');
+    expect(done.error?.message ?? '').toMatch(/heartbeat|closed|timeout|4008|1006/i);
+    expect(await hostsOf(cluster, 'vm-e')).toEqual([{ host: 'h1', state: 'running' }]);
+    expect(await stepsAdvance(cluster, 'vm-e')).toBe(true);
+    // The destination is alive again and holds no trace of the VM.
+    const hosts = await cluster.api<{ id: string; state: string }[]>('GET', '/api/v1/hosts');
+    expect(hosts.find((h) => h.id === 'h2')?.state).toBe('up');
+  }, 60_000);
+
   it('a coordinator restart mid-migration ends it (aborted before the commit point); the VM runs on one host only', async () => {
     cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '256MiB' });
     await cluster.createVm('h1', busySpec('vm-d'));
