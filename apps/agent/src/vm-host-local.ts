@@ -90,6 +90,7 @@ export class LocalVmHost implements VmHost {
   readonly incoming = new Map<string, { abort(): void }>();
   private closed = false;
   private warming: Promise<void> | undefined;
+  private recycleTimer: NodeJS.Timeout | undefined;
 
   constructor(options: LocalVmHostOptions) {
     this.options = options;
@@ -228,6 +229,7 @@ export class LocalVmHost implements VmHost {
     if (this.closed) return;
     this.closed = true;
     await this.warming;
+    if (this.recycleTimer) clearTimeout(this.recycleTimer);
     this.outgoing.abortAll('agent shutting down');
     for (const inc of this.incoming.values()) inc.abort();
     for (const e of this.vms.values()) {
@@ -284,6 +286,27 @@ export class LocalVmHost implements VmHost {
     e?.off();
     this.vms.delete(vmId);
     releaseMemorySoon();
+    if (this.vms.size === 0 && this.incoming.size === 0) this.recyclePoolSoon();
+  }
+
+  /**
+   * With no VM left, replace the pool: its worker threads' isolates keep the SharedArrayBuffers of
+   * the VMs they ran until they collect, which an idle worker may never do; ending the threads
+   * frees that memory at once. A fresh pool is warmed up in the background.
+   */
+  private recyclePoolSoon(): void {
+    if (this.recycleTimer || this.closed) return;
+    this.recycleTimer = setTimeout(() => {
+      this.recycleTimer = undefined;
+      if (this.closed || this.vms.size > 0 || this.incoming.size > 0 || !this.poolInstance) return;
+      const old = this.poolInstance;
+      this.poolInstance = undefined;
+      void old.close().then(() => {
+        releaseMemorySoon();
+        if (!this.closed && !this.poolInstance) this.warming = this.warmUp();
+      });
+    }, 100);
+    this.recycleTimer.unref();
   }
 
   private async create(m: VmCreateMessage): Promise<AgentToCoordinatorMessage> {
