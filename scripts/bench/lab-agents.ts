@@ -73,7 +73,7 @@ export class AgentsDriver implements LabDriver {
       for (const h of HOSTS) {
         const id = `lab-warm-${h}`;
         await cluster.createVm(h, { id, name: id, vcpus: 1, memoryBytes: 1 << 20, workload: { kind: 'idle' } });
-        await cluster.api('POST', `/api/v1/lab/vms/${id}/action`, { action: 'stop' }).catch(() => {});
+        for (const action of ['stop', 'delete']) await cluster.api('POST', `/api/v1/lab/vms/${id}/action`, { action }).catch(() => {});
       }
       const probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: cluster.token, intervalMs: PROBE_INTERVAL_MS, protocol: 'agent' } });
       const [first] = (await once(probe, 'message')) as [{ type: string; message?: string }];
@@ -103,6 +103,13 @@ export class AgentsDriver implements LabDriver {
     this.next++;
     await this.cluster.createVm(from, agentSpec(cell, id));
     try {
+      // The guest fills its memory on its first attach, before its first step: for big VMs (whose
+      // fill outlasts the warm-up) wait for the first step, read live through the digest route.
+      const fillDeadline = Date.now() + 120_000;
+      while (cell.vmBytes >= 512 * 2 ** 20 && Date.now() < fillDeadline) {
+        if ((await this.cluster.digest(id)).totalSteps > 0) break;
+        await sleep(100);
+      }
       await sleep(cell.warmMs);
       this.probe.postMessage({ type: 'start', vm: id, target: HOSTS.indexOf(from) });
       await sleep(20);
@@ -118,7 +125,8 @@ export class AgentsDriver implements LabDriver {
       const to40 = endMs + 40;
       return runFromApi(m, m.report as FullReport, { client: clientGapMs(probe.atMs, startMs, to40), guest: heartbeatJumpMs(probe.atMs, probe.heartbeats, startMs, to40), latency: probeLatencyMs(probe.atMs, probe.heartbeats, startMs, to40) });
     } finally {
-      await this.cluster.api('POST', `/api/v1/lab/vms/${encodeURIComponent(id)}/action`, { action: 'stop' }).catch(() => {});
+      // Stop and delete: a stopped VM still holds its host's memory reservation.
+      for (const action of ['stop', 'delete']) await this.cluster.api('POST', `/api/v1/lab/vms/${encodeURIComponent(id)}/action`, { action }).catch(() => {});
     }
   }
 
