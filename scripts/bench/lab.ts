@@ -60,7 +60,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   if (driver.mode === 'in-process') {
     notes.push('In-process: source and destination hosts run in the lab process (separate CpuPools and HTTP servers, one event loop), the page stream is a real loopback WebSocket; these are not multi-process figures.');
   } else {
-    notes.push('Multi-process: a lab coordinator and two agent processes (one pCPU worker each) on loopback; migrations go through the coordinator API and the agents stream pages peer to peer. The guest figure is the largest jump of the guest heartbeat carried by probe replies; round durations are not in the API, so the timeline spreads pre-copy by bytes and shows the downtime as one span.');
+    notes.push('Multi-process: a lab coordinator and two agent processes (one pCPU worker each) on loopback; migrations go through the coordinator API and the agents stream pages peer to peer. The guest figure is the largest jump of the guest heartbeat carried by probe replies; round durations are not in the API, so the timeline spreads pre-copy by bytes and shows the downtime as one span. Each agent keeps a 1 MiB idle VM resident so its vCPU pool stays up between runs.');
     if (matrix.cells.some((c) => driver.modeFor?.(c) === 'in-process')) notes.push('Cells marked (in-process) ran in-process: the API\'s migration policy has no field for Xen rate limiting yet.');
     notes.push('Writable working sets are sampled on in-process VMs (the lab coordinator has no WWS route); predictions use each cell\'s measured bandwidth.');
   }
