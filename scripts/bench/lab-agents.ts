@@ -73,10 +73,17 @@ export class AgentsDriver implements LabDriver {
       // vCPU pool is then started before anything is measured and never recycled between runs
       // (an agent replaces its pool when its last VM leaves, and a destination would otherwise
       // pay a worker start inside the downtime).
+      // It runs the lab's workload module so the pool's worker has loaded it too (a first load
+      // would otherwise land inside a measured activation).
       for (const h of HOSTS) {
         const id = `lab-anchor-${h}`;
-        await cluster.createVm(h, { id, name: id, vcpus: 1, memoryBytes: 1 << 20, workload: { kind: 'idle' } });
+        await cluster.createVm(h, { id, name: id, vcpus: 1, memoryBytes: 1 << 20, workload: { kind: 'module', modulePath: WORKLOAD_MODULE, rate: 10, params: { inner: 0, fill: 0 } } });
       }
+      // One unmeasured migration each way: first-time costs (code paths, JIT) stay out of the figures.
+      const warm = 'lab-warmup';
+      await cluster.createVm('h1', { id: warm, name: warm, vcpus: 1, memoryBytes: 16 << 20, workload: { kind: 'module', modulePath: WORKLOAD_MODULE, rate: 1000, params: { inner: 2, fill: 1, hotsetPages: 256 } } });
+      for (const to of ['h2', 'h1']) await cluster.waitMigration((await cluster.migrate(warm, { to })).id);
+      for (const action of ['stop', 'delete']) await cluster.api('POST', `/api/v1/lab/vms/${warm}/action`, { action }).catch(() => {});
       const probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: cluster.token, intervalMs: PROBE_INTERVAL_MS, protocol: 'agent' } });
       const [first] = (await once(probe, 'message')) as [{ type: string; message?: string }];
       if (first.type !== 'ready') throw new Error(`probe client failed: ${first.message}`);
