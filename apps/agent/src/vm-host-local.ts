@@ -91,6 +91,8 @@ export class LocalVmHost implements VmHost {
   private closed = false;
   private warming: Promise<void> | undefined;
   private recycleTimer: NodeJS.Timeout | undefined;
+  /** VMs being created or cloned (not in `vms` yet): the pool must not be recycled under them. */
+  private creating = 0;
 
   constructor(options: LocalVmHostOptions) {
     this.options = options;
@@ -175,7 +177,7 @@ export class LocalVmHost implements VmHost {
     };
     switch (message.type) {
       case 'vm-create':
-        respond(message.requestId, () => this.create(message));
+        respond(message.requestId, () => this.creatingVm(() => this.create(message)));
         return true;
       case 'vm-action':
         respond(message.requestId, () => this.action(message));
@@ -184,7 +186,7 @@ export class LocalVmHost implements VmHost {
         respond(message.requestId, () => this.snapshot(message.vmId, message.snapshotId, message.requestId));
         return true;
       case 'vm-clone':
-        respond(message.requestId, () => this.clone(message));
+        respond(message.requestId, () => this.creatingVm(() => this.clone(message)));
         return true;
       case 'vm-wws':
         respond(message.requestId, () => this.wws(message));
@@ -298,7 +300,7 @@ export class LocalVmHost implements VmHost {
     if (this.recycleTimer || this.closed) return;
     this.recycleTimer = setTimeout(() => {
       this.recycleTimer = undefined;
-      if (this.closed || this.vms.size > 0 || this.incoming.size > 0 || !this.poolInstance) return;
+      if (this.closed || this.vms.size > 0 || this.incoming.size > 0 || this.creating > 0 || !this.poolInstance) return;
       const old = this.poolInstance;
       this.poolInstance = undefined;
       void old.close().then(() => {
@@ -307,6 +309,15 @@ export class LocalVmHost implements VmHost {
       });
     }, 100);
     this.recycleTimer.unref();
+  }
+
+  private async creatingVm<T>(work: () => Promise<T>): Promise<T> {
+    this.creating++;
+    try {
+      return await work();
+    } finally {
+      this.creating--;
+    }
   }
 
   private async create(m: VmCreateMessage): Promise<AgentToCoordinatorMessage> {

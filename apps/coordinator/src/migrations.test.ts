@@ -104,6 +104,23 @@ describe('migration orchestrator with real agents (in-process)', () => {
     expect(listed.report?.vmBytes).toBe(4 * MiB);
   }, 30_000);
 
+  it('cancel before the commit point leaves the VM running on the source; the migration ends cancelled', async () => {
+    const { coord, migrations } = await cluster(['h1', 'h2']);
+    await create(coord, 'h1', { id: 'vm-k', name: 'k', vcpus: 1, memoryBytes: 16 * MiB, workload: { kind: 'scan', rate: 20_000 } });
+    await new Promise((r) => setTimeout(r, 400)); // memory fills
+    const m = migrations.migrate({ vmId: 'vm-k', to: 'h2', policy: { maxDowntimeMs: 50, maxRounds: 30, bandwidthLimit: 4 * MiB, autoConverge: false } });
+    for (let i = 0; i < 200 && migrations.get(m.id)?.state === 'reserving'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(migrations.cancel(m.id, 'changed my mind').id).toBe(m.id);
+    const done = await migrations.whenFinal(m.id, 20_000);
+    expect(done.state).toBe('cancelled');
+    expect(done.error?.message).toMatch(/changed my mind/);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(coord.hosts.find('h1')?.vms.find((v) => v.vmId === 'vm-k')).toMatchObject({ state: 'running' });
+    expect(coord.hosts.find('h1')?.vms.find((v) => v.vmId === 'vm-k')?.migrationId).toBeUndefined();
+    expect(coord.hosts.find('h2')?.vms.some((v) => v.vmId === 'vm-k')).toBe(false);
+    expect(() => migrations.cancel(m.id)).toThrow(/cancelled/);
+  }, 30_000);
+
   it('refuses a migration to the host the VM is on and of an unknown VM, changing nothing', async () => {
     const { coord, migrations } = await cluster(['h1', 'h2']);
     await create(coord, 'h1', { id: 'vm-x', name: 'x', vcpus: 1, memoryBytes: 4 * MiB, workload: { kind: 'idle' } });
