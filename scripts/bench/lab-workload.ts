@@ -17,7 +17,7 @@ export const workload: Workload = {
     const regs = ctx.registers;
     if (regs[FILLED_REGISTER] === 0) {
       const count = Math.floor(vcpuPageCount(ctx) * Math.min(1, Math.max(0, ctx.params['fill'] ?? 0)));
-      const words = new Int32Array(ctx.bytes.buffer, ctx.bytes.byteOffset, ctx.bytes.byteLength >> 2);
+      const words = new Int32Array(ctx.bytes.buffer, ctx.bytes.byteOffset, Math.floor(ctx.bytes.byteLength / 4)); // not `>> 2`: 4 GiB overflows 32 bits
       for (let i = 0; i < count; i++) {
         const page = vcpuPage(ctx, i);
         const base = page * 1024;
