@@ -49,4 +49,8 @@ describe('backoff and close codes', () => {
     expect(closeCodeName(FERRY_CLOSE.BAD_MESSAGE)).toBe('BAD_MESSAGE');
     expect(closeCodeName(4999)).toBe('CODE_4999');
   });
+
+  it('generated tokens can be passed as a command-line value (never start with a dash)', () => {
+    for (let i = 0; i < 200; i++) expect(generateToken()).toMatch(/^[0-9a-f]{64}$/);
+  });
 });

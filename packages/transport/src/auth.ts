@@ -7,9 +7,10 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
-/** A new random token: 32 bytes, base64url (43 chars). */
+/** A new random token: 32 random bytes as 64 hex digits. */
 export function generateToken(): string {
-  return randomBytes(32).toString('base64url');
+  // Hex, not base64url: a token that starts with '-' is read as a flag by `--token T` parsers.
+  return randomBytes(32).toString('hex');
 }
 
 /** The token a request presents (`Authorization: Bearer T` first, then `?token=T`), or undefined. */
