@@ -45,6 +45,10 @@ export function findings(report: LabReport): string[] {
     const worst = starved.reduce((a, b) => (b.downtimeMs.guest.median - b.downtimeMs.hypervisor.median > a.downtimeMs.guest.median - a.downtimeMs.hypervisor.median ? b : a));
     out.push(`In ${starved.length} of ${cells.length} cells the guest saw a longer gap than the downtime (worst: ${worst.name}, guest ${ms(worst.downtimeMs.guest.median)} ms vs hypervisor ${ms(worst.downtimeMs.hypervisor.median)} ms): on ${report.machine.cpus} cores the page stream's sender and receiver take the CPU from the guest's pCPU worker during pre-copy, a degradation the hypervisor figure does not show.`);
   }
+  for (const note of report.notes.filter((n) => /runs failed/.test(n))) {
+    const overflow = /offset is out of bounds/.test(note) ? ' Cause: guest pages above 2 GiB — byte offsets are computed as `page << PAGE_SHIFT`, which overflows 32 bits from page 524288 (in @ferry/memory GuestMemory.page and the migration sender and receiver), so VMs over 2 GiB cannot migrate yet.' : '';
+    out.push(`Failed: ${note}${overflow}`);
+  }
   const noProgress = cells.filter((c) => c.stopReasons.some((s) => s !== 'converged'));
   for (const c of noProgress) out.push(`${c.name} stopped by ${c.stopReasons.join('/')}: downtime ${ms(c.downtimeMs.hypervisor.median)} ms median, ${ms(c.downtimeMs.hypervisor.max)} ms max, reported as measured (over the target where it is).`);
   const scanOn = cells.find((c) => c.workload === 'scan' && c.policy === 'auto-converge');
