@@ -4,7 +4,7 @@
 // here (the cloud API has no probe path): downtime is the hypervisor's (source pause → destination
 // resume, from the report). `pnpm bench lab` is the full instrument.
 import { InvalidArgumentError, type Command } from 'commander';
-import { API_ROUTES, ApiError, apiPath, parseRate, parseSize, type Migration, type MigrationPolicyRequest, type Vm, type WwsReport } from '@ferry/protocol';
+import { API_ROUTES, ApiError, apiPath, formatSize, parseRate, parseSize, type Migration, type MigrationPolicyRequest, type Vm, type WwsReport } from '@ferry/protocol';
 import type { ApiClient } from './client.ts';
 import * as r from './render.ts';
 
@@ -49,8 +49,13 @@ function median(values: readonly number[]): number {
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 
 async function until<T>(what: string, timeoutMs: number, signal: AbortSignal | undefined, poll: () => Promise<T | undefined>): Promise<T> {
@@ -148,7 +153,7 @@ export function registerBenchCommand(program: Command, deps: BenchCommandDeps): 
       deps.print(cmd, { bench: 'ferry-bench', probe: null, cells }, () =>
         r.renderTable(cells, [
           { header: 'workload', cell: (c) => c.workload },
-          { header: 'memory', cell: (c) => r.formatCount(c.memoryBytes) },
+          { header: 'memory', cell: (c) => formatSize(c.memoryBytes) },
           { header: 'runs', cell: (c) => String(c.runs), align: 'right' },
           { header: 'downtime ms (median / max)', cell: (c) => `${c.downtimeMs.hypervisor.median.toFixed(2)} / ${c.downtimeMs.hypervisor.max.toFixed(2)}`, align: 'right' },
           { header: 'total ms', cell: (c) => `${c.totalMs.median.toFixed(0)} / ${c.totalMs.max.toFixed(0)}`, align: 'right' },
