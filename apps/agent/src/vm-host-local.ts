@@ -90,9 +90,6 @@ export class LocalVmHost implements VmHost {
   readonly incoming = new Map<string, { abort(): void }>();
   private closed = false;
   private warming: Promise<void> | undefined;
-  private recycleTimer: NodeJS.Timeout | undefined;
-  /** VMs being created or cloned (not in `vms` yet): the pool must not be recycled under them. */
-  private creating = 0;
 
   constructor(options: LocalVmHostOptions) {
     this.options = options;
@@ -177,7 +174,7 @@ export class LocalVmHost implements VmHost {
     };
     switch (message.type) {
       case 'vm-create':
-        respond(message.requestId, () => this.creatingVm(() => this.create(message)));
+        respond(message.requestId, () => this.create(message));
         return true;
       case 'vm-action':
         respond(message.requestId, () => this.action(message));
@@ -186,7 +183,7 @@ export class LocalVmHost implements VmHost {
         respond(message.requestId, () => this.snapshot(message.vmId, message.snapshotId, message.requestId));
         return true;
       case 'vm-clone':
-        respond(message.requestId, () => this.creatingVm(() => this.clone(message)));
+        respond(message.requestId, () => this.clone(message));
         return true;
       case 'vm-wws':
         respond(message.requestId, () => this.wws(message));
@@ -231,7 +228,6 @@ export class LocalVmHost implements VmHost {
     if (this.closed) return;
     this.closed = true;
     await this.warming;
-    if (this.recycleTimer) clearTimeout(this.recycleTimer);
     this.outgoing.abortAll('agent shutting down');
     for (const inc of this.incoming.values()) inc.abort();
     for (const e of this.vms.values()) {
@@ -287,37 +283,7 @@ export class LocalVmHost implements VmHost {
     const e = this.vms.get(vmId);
     e?.off();
     this.vms.delete(vmId);
-    releaseMemorySoon();
-    if (this.vms.size === 0 && this.incoming.size === 0) this.recyclePoolSoon();
-  }
-
-  /**
-   * With no VM left, replace the pool: its worker threads' isolates keep the SharedArrayBuffers of
-   * the VMs they ran until they collect, which an idle worker may never do; ending the threads
-   * frees that memory at once. A fresh pool is warmed up in the background.
-   */
-  private recyclePoolSoon(): void {
-    if (this.recycleTimer || this.closed) return;
-    this.recycleTimer = setTimeout(() => {
-      this.recycleTimer = undefined;
-      if (this.closed || this.vms.size > 0 || this.incoming.size > 0 || this.creating > 0 || !this.poolInstance) return;
-      const old = this.poolInstance;
-      this.poolInstance = undefined;
-      void old.close().then(() => {
-        releaseMemorySoon();
-        if (!this.closed && !this.poolInstance) this.warming = this.warmUp();
-      });
-    }, 100);
-    this.recycleTimer.unref();
-  }
-
-  private async creatingVm<T>(work: () => Promise<T>): Promise<T> {
-    this.creating++;
-    try {
-      return await work();
-    } finally {
-      this.creating--;
-    }
+    releaseMemorySoon(); // the pCPU workers collect on their side when a vCPU detaches
   }
 
   private async create(m: VmCreateMessage): Promise<AgentToCoordinatorMessage> {

@@ -8,6 +8,8 @@
 //   Running --workload throws--> Faulted: CTL_FAULTED=1, CTL_PARKED=1, reported to the pool
 import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import {
   CTL_AT_LIMIT,
   CTL_FAULTED,
@@ -75,6 +77,31 @@ function post(msg: FromWorker): void {
 function ring(): void {
   Atomics.add(doorbell, 0, 1);
   Atomics.notify(doorbell, 0);
+}
+
+/** This isolate's full collector, or null when V8 refuses `--expose-gc` at run time. */
+let collect: (() => void) | null | undefined;
+let collectTimer: NodeJS.Timeout | undefined;
+
+/**
+ * A detached vCPU's guest memory (a SharedArrayBuffer) stays resident while any isolate still
+ * holds a JS object for it, and an idle worker may not collect for minutes: after a detach, once
+ * the entry is dropped, run a full collection of this isolate (debounced 20 ms).
+ */
+function collectSoon(): void {
+  if (collect === undefined) {
+    try {
+      setFlagsFromString('--expose-gc');
+      collect = runInNewContext('gc') as () => void;
+    } catch {
+      collect = null;
+    }
+  }
+  if (!collect || collectTimer) return;
+  collectTimer = setTimeout(() => {
+    collectTimer = undefined;
+    collect?.();
+  }, 20);
 }
 
 async function loadWorkload(b: VcpuBinding): Promise<Workload> {
@@ -271,6 +298,7 @@ port.on('message', (msg: ToWorker) => {
       entries = entries.filter((e) => e.key !== msg.key);
       if (gone) park(gone);
       post({ type: 'detached', key: msg.key });
+      if (gone) collectSoon();
       break;
     }
     case 'close':
