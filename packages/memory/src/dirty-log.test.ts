@@ -46,4 +46,14 @@ describe('GuestMemory', () => {
     expect(() => mem.page(4)).toThrow(PageOutOfRangeError);
     expect(() => mem.pages(3, 2)).toThrow(PageOutOfRangeError);
   });
+
+  it('addresses pages beyond 2 GiB (byte offsets past 32 bits)', () => {
+    const page = 524_288; // the first page at 2 GiB, where a 32-bit shift wraps negative
+    const mem = new GuestMemory(page + 2);
+    mem.page(page).fill(7);
+    mem.writePage(page + 1, new Uint8Array(4096).fill(9));
+    expect(mem.bytes[page * 4096]).toBe(7);
+    expect(mem.bytes[(page + 1) * 4096 + 4095]).toBe(9);
+    expect(mem.pages(page, 2).byteLength).toBe(8192);
+  });
 });

@@ -1,4 +1,4 @@
-import { PAGE_SHIFT, PAGE_SIZE_BYTES } from './constants.ts';
+import { PAGE_SIZE_BYTES, pageOffset } from './constants.ts';
 import { InvalidMemorySizeError, PageOutOfRangeError } from './errors.ts';
 
 /** Largest guest we allow: 64 GiB, far beyond this machine, well inside SharedArrayBuffer limits. */
@@ -49,14 +49,14 @@ export class GuestMemory {
   /** A bounds-checked view (not a copy) of one page. */
   page(page: number): Uint8Array {
     this.checkRange(page);
-    const start = page << PAGE_SHIFT;
+    const start = pageOffset(page);
     return this.bytes.subarray(start, start + PAGE_SIZE_BYTES);
   }
 
   /** A bounds-checked view (not a copy) of `count` contiguous pages starting at `page`. */
   pages(page: number, count: number): Uint8Array {
     this.checkRange(page, count);
-    const start = page << PAGE_SHIFT;
+    const start = pageOffset(page);
     return this.bytes.subarray(start, start + count * PAGE_SIZE_BYTES);
   }
 
@@ -66,13 +66,13 @@ export class GuestMemory {
       throw new InvalidMemorySizeError(`a page write needs ${PAGE_SIZE_BYTES} bytes, got ${data.byteLength}`);
     }
     this.checkRange(page);
-    this.bytes.set(data, page << PAGE_SHIFT);
+    this.bytes.set(data, pageOffset(page));
   }
 
   /** Zeroes one page. */
   zeroPage(page: number): void {
     this.checkRange(page);
-    const start = page << PAGE_SHIFT;
+    const start = pageOffset(page);
     this.bytes.fill(0, start, start + PAGE_SIZE_BYTES);
   }
 }

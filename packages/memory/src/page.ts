@@ -1,5 +1,5 @@
 import { xxh64, Xxh64 } from '@node-rs/xxhash';
-import { PAGE_SHIFT, PAGE_SIZE_BYTES } from './constants.ts';
+import { PAGE_SIZE_BYTES, pageOffset } from './constants.ts';
 import type { GuestMemory } from './guest-memory.ts';
 
 // Page hashing is xxh64 from @node-rs/xxhash: measured here at 10.5 GB/s streaming and 4.2 GB/s
@@ -50,7 +50,7 @@ export function memoryDigest(memory: GuestMemory): string {
  */
 export function pageSumDigest(memory: GuestMemory): string {
   let sum = 0n;
-  for (let p = 0; p < memory.pageCount; p++) sum += pageSumTerm(memory.bytes.subarray(p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT), p);
+  for (let p = 0; p < memory.pageCount; p++) sum += pageSumTerm(memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), p);
   return (sum & MASK_64).toString(16).padStart(16, '0');
 }
 

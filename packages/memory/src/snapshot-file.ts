@@ -3,7 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { Xxh64 } from '@node-rs/xxhash';
-import { PAGE_SHIFT, PAGE_SIZE_BYTES } from './constants.ts';
+import { PAGE_SIZE_BYTES, pageOffset } from './constants.ts';
 import { GuestMemory, MAX_GUEST_PAGES } from './guest-memory.ts';
 import { SnapshotFileError } from './snapshot-errors.ts';
 
@@ -126,7 +126,7 @@ export class SnapshotWriter {
     memory.checkRange(first, count);
     for (let done = 0; done < count; done += IO_CHUNK_PAGES) {
       const n = Math.min(IO_CHUNK_PAGES, count - done);
-      const byteOffset = (first + done) << PAGE_SHIFT;
+      const byteOffset = pageOffset(first + done);
       const length = n * PAGE_SIZE_BYTES;
       await this.fh.write(memory.bytes, byteOffset, length, SNAPSHOT_HEADER_BYTES + byteOffset);
     }
@@ -197,7 +197,7 @@ export class SnapshotWriter {
       const writes: Promise<void>[] = [];
       for (let i = 0; i < runs.length; i += 2) writes.push(this.writeRun(memory, runs[i]!, runs[i + 1]!));
       const next = chunk + IO_CHUNK_PAGES;
-      hasher.update(memory.bytes.subarray(chunk << PAGE_SHIFT, Math.min(next, memory.pageCount) << PAGE_SHIFT));
+      hasher.update(memory.bytes.subarray(pageOffset(chunk), pageOffset(Math.min(next, memory.pageCount))));
       const nextRuns = next < memory.pageCount ? scan(next) : [];
       await Promise.all(writes);
       runs = nextRuns;
@@ -391,7 +391,7 @@ async function readPagesAndDigest(fh: FileHandle, path: string, memory: GuestMem
       while (cursor < stored.length && stored[cursor]! < end && stored[cursor]! - last <= READ_GAP_PAGES) last = stored[cursor++]!;
       const count = last - first + 1;
       const view = memory.pages(first, count);
-      reads.push(readExactly(fh, path, view, SNAPSHOT_HEADER_BYTES + (first << PAGE_SHIFT)));
+      reads.push(readExactly(fh, path, view, SNAPSHOT_HEADER_BYTES + pageOffset(first)));
     }
     await Promise.all(reads);
   };
@@ -400,7 +400,7 @@ async function readPagesAndDigest(fh: FileHandle, path: string, memory: GuestMem
     await pending;
     const next = chunk + IO_CHUNK_PAGES;
     pending = next < memory.pageCount ? readChunk(next) : undefined;
-    hasher.update(memory.bytes.subarray(chunk << PAGE_SHIFT, Math.min(next, memory.pageCount) << PAGE_SHIFT));
+    hasher.update(memory.bytes.subarray(pageOffset(chunk), pageOffset(Math.min(next, memory.pageCount))));
   }
   return hex64(hasher.digest());
 }
