@@ -1,4 +1,4 @@
-import { GuestMemory, PAGE_SHIFT, PAGE_SIZE_BYTES, pageSumTerm } from '@ferry/memory';
+import { GuestMemory, PAGE_SIZE_BYTES, pageOffset, pageSumTerm } from '@ferry/memory';
 
 const PAGE_INTS = PAGE_SIZE_BYTES / 4;
 
@@ -60,7 +60,7 @@ export function pageTermSum(memory: GuestMemory): string {
   const words = new Int32Array(memory.buffer);
   for (let p = 0; p < memory.pageCount; p++) {
     const zero = isZeroPageAt(words, p);
-    if (!zero) tracker.update(p, memory.bytes.subarray(p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT), false);
+    if (!zero) tracker.update(p, memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), false);
   }
   return tracker.digest();
 }

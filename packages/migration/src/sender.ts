@@ -1,4 +1,4 @@
-import { memoryDigest, PAGE_SHIFT, PAGE_SIZE_BYTES } from '@ferry/memory';
+import { memoryDigest, PAGE_SIZE_BYTES, pageOffset } from '@ferry/memory';
 import {
   MIGRATION_CLOSE_CODE,
   MIGRATION_PROTOCOL_VERSION,
@@ -362,7 +362,7 @@ export class MigrationSender {
         zeroPagesSent++;
       } else {
         this.builder.add(p, PAGE_ENCODING.raw);
-        this.tracker?.update(p, memory.bytes.subarray(p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT), false);
+        this.tracker?.update(p, memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), false);
       }
       record?.push(p);
       pagesSent++;
