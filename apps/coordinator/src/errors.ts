@@ -1,12 +1,7 @@
+import { FerryError } from '@ferry/protocol';
+
 /** Base class of every coordinator error: a stable `code` and structured context. */
-export class CoordinatorError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class CoordinatorError extends FerryError {}
 
 /** A host transition not legal from the host's current state; nothing changed. */
 export class InvalidTransitionError extends CoordinatorError {

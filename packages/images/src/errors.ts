@@ -1,12 +1,7 @@
+import { FerryError } from '@ferry/protocol';
+
 /** Base class of every error the image library throws: a stable `code` and structured context. */
-export class ImageError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class ImageError extends FerryError {}
 
 /** No image with this id in the library. */
 export class UnknownImageError extends ImageError {

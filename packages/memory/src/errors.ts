@@ -1,12 +1,7 @@
+import { FerryError } from '@ferry/protocol';
+
 /** Base class of every error this package throws: a stable `code` and structured context. */
-export class MemoryError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class MemoryError extends FerryError {}
 
 /** A page index or range outside guest memory. */
 export class PageOutOfRangeError extends MemoryError {

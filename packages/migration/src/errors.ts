@@ -3,15 +3,13 @@
  * A failure that reaches the peer travels as its code (an `error` or `cancel` message, and the
  * channel close reason).
  */
+import { FerryError } from '@ferry/protocol';
 
 /** Base class: stable `code`, `migrationId` when known, optional `cause`. */
-export class MigrationError extends Error {
-  readonly code: string;
+export class MigrationError extends FerryError {
   readonly migrationId: string | undefined;
   constructor(code: string, message: string, options: { migrationId?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
-    this.code = code;
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.migrationId = options.migrationId;
   }
 }

@@ -1,12 +1,7 @@
+import { FerryError } from '@ferry/protocol';
+
 /** Base class of every error this package throws: a stable `code` and structured context. */
-export class PlacementError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class PlacementError extends FerryError {}
 
 /** No host passes every filter for a request. `rejectedBy` counts, per filter, the hosts it rejected. */
 export class NoValidHostError extends PlacementError {

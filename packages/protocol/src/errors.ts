@@ -15,15 +15,10 @@
  * | FERRY_ERR_FRAME_ENCODING | FrameEncodingError | page encoding 0, unknown, or reserved and not implemented (hash reference, delta) |
  */
 
+import { FerryError } from './ferry-error.ts';
+
 /** Base class: a stable `code`, a short message, optional `cause`. */
-export class ProtocolError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class ProtocolError extends FerryError {}
 
 /** A control message over the size cap; refused before any decoding. */
 export class MessageTooLargeError extends ProtocolError {

@@ -45,3 +45,4 @@ export type { DigestAlgorithm, MigrationVmSummary, HelloMessage, StartRoundMessa
 export { VM_HOST_ACTIONS, MIGRATION_OUTCOMES } from './cluster-messages.ts';
 export type { WorkloadWire, VmSpecWire, AccessRuleWire, GuestConfigWire, MigrationPolicyWire, MigrationRoundWire, MigrationReportWire, ErrorInfoWire, VmHostAction, MigrationOutcome, AgentReplyMessage, VmCreateMessage, VmActionMessage, VmSnapshotMessage, VmCloneMessage, VmWwsMessage, VmDigestMessage, VmCreatedMessage, VmUpdatedMessage, SnapshotTakenMessage, WwsSampleWire, WwsSampledMessage, VmDigestedMessage, VmStateChangedMessage, MigrationStartMessage, MigrationAcceptedMessage, MigrationDecisionMessage, MigrationCancelMessage, MigrationProgressMessage, MigrationReadyMessage, MigrationFinishedMessage } from './cluster-messages.ts';
 export { CLUSTER_MAX_WWS_SAMPLES } from './cluster-codec.ts';
+export { FerryError } from './ferry-error.ts';

@@ -1,12 +1,7 @@
+import { FerryError } from '@ferry/protocol';
+
 /** Base class of every error this package throws: a stable `code` and structured context. */
-export class TransportError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class TransportError extends FerryError {}
 
 /** A send, or a wait for drain, on a channel that is closed. */
 export class ChannelClosedError extends TransportError {

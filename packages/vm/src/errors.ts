@@ -1,12 +1,7 @@
+import { FerryError } from '@ferry/protocol';
+
 /** Base class of every error this package throws: a stable `code` and structured context. */
-export class VmError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-  }
-}
+export class VmError extends FerryError {}
 
 /** A lifecycle action asked of a VM in a state where it is not legal. Nothing was changed. */
 export class InvalidTransitionError extends VmError {
