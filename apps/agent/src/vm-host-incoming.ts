@@ -1,13 +1,15 @@
 /**
  * The destination side of a live migration on an agent. The migration port already consumed the
  * one-time token; here a MigrationReceiver runs over the stream. Its hello must name the reserved
- * migration and VM and fit the reservation; memory is allocated only after that. On `activate`
- * (sent by the source only after the coordinator's commit) the VM is rebuilt with `Vm.restore`
- * from the received memory, registers and the VM envelope (spec, image, run flag), and resumed
- * (unless it left its source paused). Any failure before activation discards the partial VM:
+ * migration and VM and fit the reservation; memory is allocated only after that. Once the memory
+ * is verified and `ready` sent, while the coordinator commits, the VM is built with `Vm.restore`
+ * from the received memory, registers and the VM envelope (spec, image, run flag), paused, its
+ * vCPUs placed parked on the pool (`prepare`; not adopted, invisible). On `activate` (sent by the
+ * source only after the coordinator's commit) it is adopted and resumed, which only unparks the
+ * vCPUs (unless it left its source paused). Any failure before activation discards the partial VM:
  * nothing is half-created. The end is reported with `migration-finished` (role destination).
  */
-import { MigrationReceiver, MigrationSizeError, UnknownMigrationError, MigrationError } from '@ferry/migration';
+import { MigrationReceiver, MigrationSizeError, UnknownMigrationError, MigrationError, type ReceivedVm } from '@ferry/migration';
 import { Vm } from '@ferry/vm';
 import type { IncomingMigrationChannel, Reservation } from './vm-host.ts';
 import { decodeEnvelope } from './vm-host-envelope.ts';
@@ -18,6 +20,15 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
   const { migrationId, vmId } = reservation;
   const log = host.logger.child({ migrationId, vmId, role: 'destination' });
   let restored: Vm | undefined;
+  let prepared: Vm | undefined;
+  let preparing: Promise<void> | undefined;
+  /** The VM from the received memory, registers and envelope, paused (not adopted). */
+  const build = ({ memory, registers, devices }: ReceivedVm): Vm => {
+    const envelope = decodeEnvelope(devices);
+    if (envelope.spec.id !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `envelope names vm ${envelope.spec.id}`, { migrationId });
+    if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
+    return Vm.restore(envelope.spec, memory, { registers, devices: envelope.devices }, host.pool);
+  };
   const receiver = new MigrationReceiver({
     channel,
     authorize: (hello) => {
@@ -27,16 +38,29 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
       if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
       log.info({ event: 'migration-destination-started', memory_bytes: hello.vm.memoryBytes }, 'receiving a VM');
     },
-    activate: async ({ memory, registers, devices }) => {
+    prepare: (received) => {
+      // Before the commit: build the VM paused with its vCPUs parked on the pool, not adopted.
+      preparing = (async () => {
+        const vm = build(received);
+        prepared = vm;
+        await vm.prepareResume();
+      })();
+      return preparing;
+    },
+    activate: async (received) => {
       const t0 = performance.now();
-      const envelope = decodeEnvelope(devices);
-      if (envelope.spec.id !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `envelope names vm ${envelope.spec.id}`, { migrationId });
-      if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
-      const vm = Vm.restore(envelope.spec, memory, { registers, devices: envelope.devices }, host.pool);
+      const wasPrepared = prepared !== undefined;
+      const vm = prepared ?? build(received);
+      prepared = undefined;
+      if (host.vms.has(vmId)) {
+        await vm.stop().catch(() => {});
+        throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
+      }
       restored = vm;
+      const envelope = decodeEnvelope(received.devices);
       host.adopt(vm, vm.spec, envelope.image);
-      if (envelope.run) await vm.resume();
-      log.info({ event: 'migration-destination-resumed', activate_ms: performance.now() - t0 }, 'VM rebuilt and resumed');
+      if (envelope.run) await vm.resume(); // prepared: the vCPUs are placed already, resume only unparks them
+      log.info({ event: 'migration-destination-resumed', activate_ms: performance.now() - t0, prepared: wasPrepared }, 'VM rebuilt and resumed');
     },
   });
   host.incoming.set(migrationId, {
@@ -64,6 +88,13 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
         // activate threw after the VM was built: drop it, nothing half-created stays
         host.forget(vmId);
         await restored.stop().catch(() => {});
+      }
+      if (prepared) {
+        // built before the commit, never adopted: place nothing, keep nothing
+        const vm = prepared;
+        prepared = undefined;
+        await preparing?.catch(() => {});
+        await vm.stop().catch(() => {});
       }
       releaseMemorySoon(); // the partial VM's memory
       const e = err as { code?: string; message?: string };

@@ -490,9 +490,10 @@ export class MigrationOrchestrator implements CoordinatorModule {
       this.finish(r, 'failed', { code: 'FERRY_ERR_MIGRATION_COMMIT_RECORD', message: `could not record the owner switch: ${(err as Error).message}` });
       return;
     }
+    // The source is paused and waits for this: answer first, then log and tell listeners.
+    decide('commit');
     log.info({ event: 'migration-committed', to: r.to }, 'owner switch recorded; commit');
     ctx.events.emit('migration-committed', this.refs(r), { from: r.from, to: r.to });
-    decide('commit');
   }
 
   private onFinished(hostId: string, m: MigrationFinishedMessage): void {

@@ -70,6 +70,14 @@ export interface MigrationReceiverOptions {
    * devices and resume it; the receiver takes the resume timestamp when this returns and reports it.
    */
   readonly activate?: (vm: ReceivedVm) => void | Promise<void>;
+  /**
+   * Called once memory, registers and devices are verified and `ready` was sent, before the commit
+   * point decides: may build the VM paused (Vm.restore, vCPUs placed parked) so that `activate`
+   * only has to resume it. It must not run the VM or make it visible. `activate` waits for it to
+   * settle; a failure here is no migration failure (activate then does the whole job). If the
+   * migration fails instead, the agent discards what it prepared.
+   */
+  readonly prepare?: (vm: ReceivedVm) => void | Promise<void>;
   /** Largest VM accepted, in pages. Default MIGRATION_MAX_PAGE_COUNT (64 GiB). */
   readonly maxPageCount?: number;
   /** Largest page frame accepted. Default DEFAULT_MAX_PAGE_FRAME_BYTES (4 MiB of pages + table). */
@@ -107,6 +115,7 @@ export class MigrationReceiver {
   private readonly stats: ReceiverStats = { rounds: 0, framesReceived: 0, rawPagesReceived: 0, zeroPagesReceived: 0, bytesReceived: 0 };
   private readonly visitRun = (first: number, count: number, encoding: PageEncoding, dataOffset: number): void => this.applyRun(first, count, encoding, dataOffset);
   private frame: Uint8Array = new Uint8Array(0);
+  private prepared: Promise<void> | undefined;
 
   constructor(options: MigrationReceiverOptions) {
     this.options = options;
@@ -193,6 +202,12 @@ export class MigrationReceiver {
         this.digest = actual;
         this.current = 'ready';
         this.channel.send({ type: 'ready', digest: actual });
+        const prepare = this.options.prepare;
+        if (prepare) {
+          const received: ReceivedVm = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices };
+          // After this turn of the event loop, so that `ready` is on its way first.
+          this.prepared = new Promise<void>((resolve) => setImmediate(resolve)).then(() => (this.current === 'ready' || this.current === 'activating' ? prepare(received) : undefined)).catch(() => {});
+        }
         return;
       }
       case 'activate':
@@ -273,6 +288,7 @@ export class MigrationReceiver {
     this.current = 'activating';
     const received: ReceivedVm = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices };
     try {
+      await this.prepared;
       await this.options.activate?.(received);
     } catch (err) {
       // Committed already: report the failure to the source and the agent; the coordinator decides.

@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SNAPSHOT_HEADER_BYTES, SnapshotFileError } from '@ferry/memory';
+import { GuestMemory, SNAPSHOT_HEADER_BYTES, SnapshotFileError } from '@ferry/memory';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuPool } from './cpu-pool.ts';
 import { InvalidThrottleError, InvalidTransitionError, InvalidVmSpecError, MemoryReleasedError } from './errors.ts';
@@ -141,5 +141,25 @@ describe('lifecycle', () => {
     expect(() => vm.setThrottle(-1)).toThrow(InvalidThrottleError);
     vm.setThrottle(50);
     expect(vm.throttle()).toBe(50);
+  });
+  it('prepareResume places a restored VM\'s vCPUs parked: no step runs until resume, which only unparks', async () => {
+    const source = await vmIn('paused');
+    const state = source.captureState();
+    const copy = new GuestMemory(source.memory.pageCount);
+    copy.bytes.set(source.memory.bytes);
+    const steps = source.totalSteps();
+    await source.stop();
+    const vm = Vm.restore({ ...source.spec, id: `${source.id}-copy` }, copy, state, pool);
+    await expect(Vm.create(testSpec({ id: 'vm-prep-created' }), pool).prepareResume()).rejects.toBeInstanceOf(InvalidTransitionError);
+    await vm.prepareResume();
+    await vm.prepareResume(); // placed already: nothing to do
+    expect(vm.state).toBe('paused');
+    expect(pool.vcpusPerPcpu().reduce((a, b) => a + b, 0)).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(vm.totalSteps()).toBe(steps);
+    await vm.resume();
+    await waitFor(() => vm.totalSteps() > steps, 'steps after resume');
+    await vm.stop();
+    expect(pool.vcpusPerPcpu().reduce((a, b) => a + b, 0)).toBe(0);
   });
 });

@@ -173,6 +173,23 @@ export class Vm {
   }
 
   /**
+   * Legal when paused: places the vCPUs on the pool, parked, if they are not placed yet (a VM from
+   * restore/resumeFrom/clone places them on its first resume). The state stays `paused`; the next
+   * resume() then only unparks them. A migration's destination calls it before the commit so that
+   * activation does not wait for the pCPU workers. No-op when the vCPUs are placed already.
+   */
+  async prepareResume(): Promise<void> {
+    this.check('prepare-resume', ['paused']);
+    if (this.placed) return;
+    this.busy = 'prepare-resume';
+    try {
+      await this.attach(false);
+    } finally {
+      this.busy = undefined;
+    }
+  }
+
+  /**
    * running|paused → suspended: parks the vCPUs, writes memory, registers and devices to `path`
    * atomically, then releases the memory (this process holds none of it afterwards). On a write
    * error the VM stays in its state (a running VM runs again).
