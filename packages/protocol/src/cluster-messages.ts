@@ -51,6 +51,7 @@
  * locally). After a reconnect the source re-sends `migration-ready`, so a restarted coordinator
  * can answer from its journal.
  */
+import type { RoundStats } from './api.ts';
 
 /** Version of the agent ↔ coordinator protocol sent in `register`. */
 export const CLUSTER_PROTOCOL_VERSION = 1;
@@ -138,16 +139,7 @@ export interface MigrationPolicyWire {
 }
 
 /** One pre-copy round (the API's RoundStats plus engine detail). */
-export interface MigrationRoundWire {
-  readonly round: number;
-  readonly pagesSent: number;
-  readonly bytesSent: number;
-  readonly dirtyPages: number;
-  readonly dirtyRatePagesPerSec: number;
-  readonly bandwidthBytesPerSec: number;
-  readonly expectedDowntimeMs: number;
-  readonly throttlePercent: number;
-  readonly pagesLeft: number;
+export interface MigrationRoundWire extends RoundStats {
   /** True for the stop-and-copy round. */
   readonly final: boolean;
   readonly durationMs: number;
