@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tsxExecArgv } from '@ferry/transport';
+import { tsxExecArgv, waitForReadyLine } from '@ferry/transport';
 
 /** The repository root. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -49,31 +49,7 @@ export async function startChild(name: string, modulePath: string, args: readonl
       done({ code, signal });
     }),
   );
-  const ready = await new Promise<Record<string, unknown>>((res, rej) => {
-    let buf = '';
-    const timer = setTimeout(() => rej(new Error(`${name}: not ready within ${readyTimeoutMs} ms (see ${logPath})`)), readyTimeoutMs);
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      buf += s;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const parsed = JSON.parse(line) as Record<string, unknown>;
-          if (parsed['event'] === readyEvent) {
-            clearTimeout(timer);
-            res(parsed);
-          }
-        } catch {
-          /* not a JSON line */
-        }
-      }
-    });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      rej(new Error(`${name} exited (${code ?? signal}) before it was ready (see ${logPath})`));
-    });
-  }).catch((err: unknown) => {
+  const ready = await waitForReadyLine(child, readyEvent, exited, readyTimeoutMs, (why) => `${name}: ${why} (see ${logPath})`).catch((err: unknown) => {
     child.kill('SIGKILL');
     throw err;
   });

@@ -15,4 +15,4 @@ export { HostilePeer, encodeRawFrame } from './hostile-peer.ts';
 export type { RawFrame, HostileUpgrade } from './hostile-peer.ts';
 export { measureTcpCeiling, measureWsCeiling } from './ceiling.ts';
 export type { CeilingOptions, WsCeilingOptions, CeilingResult } from './ceiling.ts';
-export { forkTs, tsxExecArgv } from './fork-ts.ts';
+export { forkTs, tsxExecArgv, waitForReadyLine } from './fork-ts.ts';

@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tsxExecArgv } from '@ferry/transport';
+import { tsxExecArgv, waitForReadyLine } from '@ferry/transport';
 
 /** The repository root. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
@@ -78,31 +78,7 @@ export async function spawnTs(modulePath: string, args: readonly string[], optio
   let ready: Record<string, unknown> = {};
   if (options.readyEvent !== undefined) {
     const event = options.readyEvent;
-    ready = await new Promise((res, rej) => {
-      let buf = '';
-      const timer = setTimeout(() => rej(new Error(`${modulePath}: no ${event} line within ${options.readyTimeoutMs ?? 20000} ms\n${logs()}`)), options.readyTimeoutMs ?? 20000);
-      child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-        buf += s;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          try {
-            const parsed = JSON.parse(line) as Record<string, unknown>;
-            if (parsed['event'] === event) {
-              clearTimeout(timer);
-              res(parsed);
-            }
-          } catch {
-            /* not a JSON line */
-          }
-        }
-      });
-      void exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        rej(new Error(`${modulePath} exited (${code ?? signal}) before ${event}\n${logs()}`));
-      });
-    });
+    ready = await waitForReadyLine(child, event, exited, options.readyTimeoutMs ?? 20000, (why) => `${modulePath}: ${why}\n${logs()}`);
   }
   return {
     child,
