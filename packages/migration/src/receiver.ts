@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { GuestMemory, memoryDigest, PAGE_SHIFT, PAGE_SIZE_BYTES } from '@ferry/memory';
+import { GuestMemory, memoryDigest, PAGE_SIZE_BYTES, pageOffset } from '@ferry/memory';
 import {
   DEFAULT_MAX_PAGE_FRAME_BYTES,
   MIGRATION_CLOSE_CODE,
@@ -268,13 +268,13 @@ export class MigrationReceiver {
   private applyRun(first: number, count: number, encoding: PageEncoding, dataOffset: number): void {
     const memory = this.memory!;
     const tracker = this.tracker!;
-    const start = first << PAGE_SHIFT;
+    const start = pageOffset(first);
     const end = start + count * PAGE_SIZE_BYTES;
     if (encoding === PAGE_ENCODING.raw) {
       memory.bytes.set(this.frame.subarray(dataOffset, dataOffset + (end - start)), start);
       const words = this.words!;
       for (let p = first; p < first + count; p++) {
-        tracker.update(p, memory.bytes.subarray(p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT), isZeroPageAt(words, p));
+        tracker.update(p, memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), isZeroPageAt(words, p));
       }
       this.stats.rawPagesReceived += count;
     } else {
