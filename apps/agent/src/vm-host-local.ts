@@ -442,12 +442,18 @@ export function toVmSpec(w: VmSpecWire): VmSpec {
 
 let gc: (() => void) | undefined | null;
 let gcTimer: NodeJS.Timeout | undefined;
+let gcLateTimer: NodeJS.Timeout | undefined;
+
+/** Delays of the collections after a release: soon, and once more when migration streams have closed. */
+const GC_DELAYS_MS = [50, 1000] as const;
 
 /**
  * Guest memory is a SharedArrayBuffer: V8 frees it only when the object is collected, and a
  * mostly idle agent may not collect for minutes, so a VM that left (migrated out, deleted) would
- * keep its memory resident next to the next one. After a release, run a full collection once
- * (debounced 50 ms). Uses V8's gc through `--expose-gc` set at run time; a no-op if unavailable.
+ * keep its memory resident next to the next one. After a release, run a full collection 50 ms
+ * later, and again 1 s later (a finished migration's stream and engine objects, which still
+ * reference the memory, are dropped only once the WebSocket close handshake is over); each
+ * debounced. Uses V8's gc through `--expose-gc` set at run time; a no-op if unavailable.
  */
 export function releaseMemorySoon(): void {
   if (gc === undefined) {
@@ -458,10 +464,16 @@ export function releaseMemorySoon(): void {
       gc = null;
     }
   }
-  if (!gc || gcTimer) return;
-  gcTimer = setTimeout(() => {
-    gcTimer = undefined;
+  if (!gc) return;
+  gcTimer ??= later(GC_DELAYS_MS[0], () => (gcTimer = undefined));
+  gcLateTimer ??= later(GC_DELAYS_MS[1], () => (gcLateTimer = undefined));
+}
+
+function later(delayMs: number, done: () => void): NodeJS.Timeout {
+  const timer = setTimeout(() => {
+    done();
     gc?.();
-  }, 50);
-  gcTimer.unref();
+  }, delayMs);
+  timer.unref();
+  return timer;
 }

@@ -130,7 +130,8 @@ const CANCELLABLE: readonly SenderState[] = ['handshaking', 'precopying', 'stopp
  */
 export class MigrationSender {
   readonly migrationId: string;
-  private readonly vm: SourceVm;
+  /** The source VM; dropped (undefined) once run() settled, so this object no longer keeps guest memory alive. */
+  private sourceVm: SourceVm | undefined;
   private readonly channel: Channel<DestinationMessage, SourceMessage>;
   private readonly policy: MigrationSenderPolicy;
   private readonly commitHook: (request: CommitRequest) => Promise<CommitDecision> | CommitDecision;
@@ -139,9 +140,9 @@ export class MigrationSender {
   private readonly summary: MigrationVmSummary;
   private readonly recordPages: boolean;
   private readonly listeners: { [K in keyof MigrationSenderEvents]: MigrationSenderEvents[K][] } = { state: [], round: [] };
-  private readonly words: Int32Array;
-  private readonly builder: PageFrameBuilder;
-  private readonly tracker: PageSumTracker | undefined;
+  private words: Int32Array;
+  private builder: PageFrameBuilder;
+  private tracker: PageSumTracker | undefined;
   private bucket: TokenBucket;
 
   private current: SenderState = 'created';
@@ -163,7 +164,7 @@ export class MigrationSender {
   /** Validates options (MigrationOptionsError) and attaches to the channel; nothing is sent until run(). */
   constructor(options: MigrationSenderOptions) {
     this.migrationId = options.migrationId;
-    this.vm = options.vm;
+    this.sourceVm = options.vm;
     this.channel = options.channel;
     this.policy = resolveSenderPolicy(options.policy);
     this.commitHook = options.commit ?? (() => 'commit');
@@ -212,9 +213,29 @@ export class MigrationSender {
     this.fail(new MigrationCancelledError(reason, this.migrationId));
   }
 
-  /** Runs the migration to the end. Legal once, in `created`. */
+  /**
+   * Runs the migration to the end. Legal once, in `created`. When it settles the sender drops every
+   * reference to the source VM and its memory (the channel may keep this object alive a while).
+   */
   async run(): Promise<CompletedMigration> {
     if (this.current !== 'created') throw new InvalidTransitionError('run', this.current, this.migrationId);
+    try {
+      return await this.runOnce();
+    } finally {
+      this.sourceVm = undefined;
+      this.words = new Int32Array(0);
+      this.builder = new PageFrameBuilder(new Uint8Array(0));
+      this.tracker = undefined;
+    }
+  }
+
+  /** The source VM while run() is in progress. */
+  private get vm(): SourceVm {
+    if (!this.sourceVm) throw new InvalidTransitionError('use the source VM', this.current, this.migrationId);
+    return this.sourceVm;
+  }
+
+  private async runOnce(): Promise<CompletedMigration> {
     const startMs = this.now();
     let pausedAtMs = 0;
     try {
