@@ -23,11 +23,11 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
   let prepared: Vm | undefined;
   let preparing: Promise<void> | undefined;
   /** The VM from the received memory, registers and envelope, paused (not adopted). */
-  const build = ({ memory, registers, devices }: ReceivedVm): Vm => {
+  const build = ({ memory, registers, devices, writtenPages }: ReceivedVm): Vm => {
     const envelope = decodeEnvelope(devices);
     if (envelope.spec.id !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `envelope names vm ${envelope.spec.id}`, { migrationId });
     if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
-    return Vm.restore(envelope.spec, memory, { registers, devices: envelope.devices }, host.pool);
+    return Vm.restore(envelope.spec, memory, { registers, devices: envelope.devices }, host.pool, writtenPages ? { writtenPages } : {});
   };
   const receiver = new MigrationReceiver({
     channel,

@@ -105,6 +105,8 @@ export class MigrationReceiver {
   private memory: GuestMemory | undefined;
   private words: Int32Array | undefined;
   private tracker: PageSumTracker | undefined;
+  /** 1 where the page holds non-zero data now. */
+  private nonZero: Uint8Array | undefined;
   private round = 0;
   private roundOpen = false;
   private finalRound = false;
@@ -116,6 +118,7 @@ export class MigrationReceiver {
   private readonly visitRun = (first: number, count: number, encoding: PageEncoding, dataOffset: number): void => this.applyRun(first, count, encoding, dataOffset);
   private frame: Uint8Array = new Uint8Array(0);
   private prepared: Promise<void> | undefined;
+  private received: ReceivedVm | undefined;
 
   constructor(options: MigrationReceiverOptions) {
     this.options = options;
@@ -204,7 +207,7 @@ export class MigrationReceiver {
         this.channel.send({ type: 'ready', digest: actual });
         const prepare = this.options.prepare;
         if (prepare) {
-          const received: ReceivedVm = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices };
+          const received = this.receivedVm();
           // After this turn of the event loop, so that `ready` is on its way first.
           this.prepared = new Promise<void>((resolve) => setImmediate(resolve)).then(() => (this.current === 'ready' || this.current === 'activating' ? prepare(received) : undefined)).catch(() => {});
         }
@@ -247,6 +250,7 @@ export class MigrationReceiver {
     this.memory = new GuestMemory(hello.pageCount);
     this.words = new Int32Array(this.memory.buffer);
     this.tracker = new PageSumTracker(hello.pageCount);
+    this.nonZero = new Uint8Array(hello.pageCount);
     this.current = 'receiving';
     this.channel.send({ type: 'hello-accepted', protocolVersion: MIGRATION_PROTOCOL_VERSION });
   }
@@ -273,20 +277,36 @@ export class MigrationReceiver {
     if (encoding === PAGE_ENCODING.raw) {
       memory.bytes.set(this.frame.subarray(dataOffset, dataOffset + (end - start)), start);
       const words = this.words!;
+      const nonZero = this.nonZero!;
       for (let p = first; p < first + count; p++) {
-        tracker.update(p, memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), isZeroPageAt(words, p));
+        const zero = isZeroPageAt(words, p);
+        tracker.update(p, memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), zero);
+        nonZero[p] = zero ? 0 : 1;
       }
       this.stats.rawPagesReceived += count;
     } else {
       memory.bytes.fill(0, start, end);
       for (let p = first; p < first + count; p++) tracker.setZero(p);
+      this.nonZero!.fill(0, first, first + count);
       this.stats.zeroPagesReceived += count;
     }
   }
 
+  /** What activation hands over (built once: the same object for prepare and activate). */
+  private receivedVm(): ReceivedVm {
+    if (this.received) return this.received;
+    const nonZero = this.nonZero!;
+    let count = 0;
+    for (let p = 0; p < nonZero.length; p++) count += nonZero[p]!;
+    const writtenPages = new Uint32Array(count);
+    for (let p = 0, i = 0; i < count; p++) if (nonZero[p] === 1) writtenPages[i++] = p;
+    this.received = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices, writtenPages };
+    return this.received;
+  }
+
   private async onActivate(): Promise<void> {
     this.current = 'activating';
-    const received: ReceivedVm = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices };
+    const received = this.receivedVm();
     try {
       await this.prepared;
       await this.options.activate?.(received);
@@ -329,6 +349,8 @@ export class MigrationReceiver {
     this.memory = undefined;
     this.words = undefined;
     this.tracker = undefined;
+    this.nonZero = undefined;
+    this.received = undefined;
     this.frame = new Uint8Array(0);
     const code = errorCodeOf(err);
     if (!this.channel.closed) {

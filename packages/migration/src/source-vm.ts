@@ -26,6 +26,8 @@ export interface VmState {
 /** What a receiver hands over at activation: the agent turns it into a running VM. */
 export interface ReceivedVm extends VmState {
   readonly memory: GuestMemory;
+  /** Pages holding non-zero data, ascending (every other page is zero), when the receiver knows them: Vm.restore's `writtenPages`. */
+  readonly writtenPages?: Uint32Array;
 }
 
 /** A clock in milliseconds comparable across processes of one machine: `performance.timeOrigin + performance.now()`. */
