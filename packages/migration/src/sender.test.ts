@@ -238,7 +238,8 @@ describe('MigrationSender and MigrationReceiver', () => {
       expect(r.finalThrottlePercent).toBeGreaterThanOrEqual(20);
     }
     expect(vm.throttleHistory.at(-1) ?? 0).toBe(0); // reset at the end
-    expect(r.roundStats.at(-1)!.bytesSent).toBeLessThan(2 * MiB);
+    // Converged within the target: the last round fits maxDowntimeMs at the bandwidth limit.
+    expect(r.roundStats.at(-1)!.bytesSent).toBeLessThanOrEqual((64 * MiB * 50) / 1000);
   });
 
   it('run is legal once', async () => {

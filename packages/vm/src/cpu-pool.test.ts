@@ -84,15 +84,17 @@ describe('CpuPool and vCPUs', () => {
   it('the guest stamps its heartbeat and sees a pause as a step gap; workloads never write pages 0 and 1', async () => {
     const vm = Vm.create(testSpec({ id: 'vm-hb', vcpus: 2, memoryBytes: 256 * 1024, workload: { kind: 'uniform', rate: 4000 } }), pool);
     await vm.start();
-    await waitFor(() => vm.totalSteps() > 10, 'steps');
+    // Each vCPU stamps its own slot: wait until both have run, not just the total.
+    await waitFor(() => vm.vcpuSteps(0) > 5 && vm.vcpuSteps(1) > 5, 'steps on both vCPUs');
     await vm.pause();
     const first = readGuestInfo(vm.memory)!;
     expect(first.vcpus.length).toBe(2);
     expect(Math.abs(first.heartbeatMs - (performance.timeOrigin + performance.now()))).toBeLessThan(1000);
     expect(first.steps).toBe(vm.totalSteps());
     await sleep(150);
+    const stepsAtPause = vm.totalSteps();
     await vm.resume();
-    await sleep(50);
+    await waitFor(() => vm.totalSteps() > stepsAtPause + 10, 'steps after resume');
     await vm.pause();
     const after = readGuestInfo(vm.memory)!;
     expect(after.heartbeatMs).toBeGreaterThan(first.heartbeatMs);
