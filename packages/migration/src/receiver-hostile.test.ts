@@ -3,6 +3,7 @@ import { pack } from 'msgpackr';
 import {
   MIGRATION_MAX_MESSAGE_BYTES,
   MIGRATION_PROTOCOL_VERSION,
+  MIGRATION_PROTOCOL_VERSIONS_ACCEPTED,
   PAGE_ENCODING,
   PageFrameBuilder,
   joinFrameParts,
@@ -62,7 +63,7 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     peer.send({ ...hello, protocolVersion: 99 });
     await refused(receiver, 'FERRY_ERR_MIGRATION_VERSION');
     await new Promise((r) => setTimeout(r, 5));
-    expect(replies[0]).toMatchObject({ type: 'hello-refused', code: 'FERRY_ERR_MIGRATION_VERSION', versionsAccepted: [1] });
+    expect(replies[0]).toMatchObject({ type: 'hello-refused', code: 'FERRY_ERR_MIGRATION_VERSION', versionsAccepted: [...MIGRATION_PROTOCOL_VERSIONS_ACCEPTED] });
     expect(peer.closed).toBe(true);
   });
 
@@ -166,7 +167,7 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     peer.send({ type: 'verify-memory', algorithm: 'page-sum', digest: '0123456789abcdef' });
     await refused(receiver, 'FERRY_ERR_MIGRATION_DIGEST');
     await new Promise((r) => setTimeout(r, 5));
-    expect(replies.map((m) => m.type)).toEqual(['hello-accepted', 'error']);
+    expect(replies.map((m) => m.type)).toEqual(['hello-accepted', 'round-applied', 'error']);
   });
 
   it('state before the final round: FERRY_ERR_MIGRATION_UNEXPECTED', async () => {

@@ -192,6 +192,8 @@ export class MigrationReceiver {
         }
         this.roundOpen = false;
         this.stats.rounds = m.round;
+        // Messages are handled in order, so every frame of this round is applied by now.
+        if (!this.finalRound) this.channel.send({ type: 'round-applied', round: m.round });
         return;
       case 'transfer-state':
         if (this.current !== 'receiving' || this.roundOpen || !this.finalRound) throw this.unexpected('transfer-state');

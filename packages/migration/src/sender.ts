@@ -391,6 +391,12 @@ export class MigrationSender {
     }
     bytesSent += await this.flush(round);
     this.send({ type: 'end-round', round, pagesSent, bytesSent });
+    // Pre-copy rounds end when the destination has applied them, not when the bytes left: the
+    // bandwidth is then end to end, and the pause never starts with earlier rounds in flight.
+    if (!final) {
+      const applied = await this.expect('round-applied', this.policy.readyTimeoutMs);
+      if (applied.round !== round) throw new MigrationRemoteError('FERRY_ERR_MIGRATION_UNEXPECTED', `round-applied ${applied.round} during round ${round}`, this.migrationId);
+    }
     const durationMs = Math.max(0.001, this.now() - startMs);
     if (bytesSent >= MIN_BANDWIDTH_SAMPLE_BYTES) this.bandwidth = bytesSent / (durationMs / 1000);
     const dirtyPages = final ? 0 : dirtyLog.count();

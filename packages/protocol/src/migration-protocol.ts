@@ -14,7 +14,9 @@
  *     S->>D: start-round (k)
  *     S->>D: page frames (round k: all non-zero pages for k = 1, then pages dirtied in round k-1)
  *     S->>D: end-round (k, pagesSent, bytesSent)
+ *     D-->>S: round-applied (k): every page of round k is in guest memory
  *   end
+ *   Note over S: decides to stop only on an empty pipe (round k applied)
  *   Note over S: pause vCPUs (downtime starts)
  *   S->>D: start-round (n+1, final) · page frames (last dirty pages) · end-round
  *   S->>D: transfer-state (registers, devices, pausedAtMs)
@@ -82,9 +84,12 @@ import type { MessageCodec } from './channel.ts';
 import { MessageInvalidError } from './errors.ts';
 
 /** Version of the migration protocol a sender puts in `hello`. */
-export const MIGRATION_PROTOCOL_VERSION = 1;
-/** Versions a receiver accepts in `hello`. */
-export const MIGRATION_PROTOCOL_VERSIONS_ACCEPTED: readonly number[] = [1];
+export const MIGRATION_PROTOCOL_VERSION = 2;
+/**
+ * Versions a receiver accepts in `hello`. Version 2 added `round-applied`; a version-1 sender
+ * would not expect it, so 1 is no longer accepted.
+ */
+export const MIGRATION_PROTOCOL_VERSIONS_ACCEPTED: readonly number[] = [2];
 
 /** Largest control message on a migration channel: the device state dominates. */
 export const MIGRATION_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -228,7 +233,17 @@ export type SourceMessage =
   | MigrationErrorMessage;
 
 /** Every message a receiver sends. */
-export type DestinationMessage = HelloAcceptedMessage | HelloRefusedMessage | ReadyMessage | ActivatedMessage | MigrationErrorMessage;
+/**
+ * Pre-copy round `round` is applied: every page the sender sent in it is in guest memory. The
+ * sender waits for it before ending a round, so its bandwidth is measured end to end and it never
+ * pauses the VM while earlier rounds are still in flight (that backlog would count as downtime).
+ */
+export interface RoundAppliedMessage {
+  readonly type: 'round-applied';
+  readonly round: number;
+}
+
+export type DestinationMessage = HelloAcceptedMessage | HelloRefusedMessage | RoundAppliedMessage | ReadyMessage | ActivatedMessage | MigrationErrorMessage;
 
 const ID_MAX = 128;
 const CODE_MAX = 64;
@@ -285,6 +300,7 @@ export const SOURCE_MESSAGE_VALIDATORS: MessageValidators<SourceMessage> = {
 /** Validators of every destination → source message (what a sender decodes). */
 export const DESTINATION_MESSAGE_VALIDATORS: MessageValidators<DestinationMessage> = {
   'hello-accepted': (raw) => ({ type: 'hello-accepted', protocolVersion: field.integer(raw, 'protocolVersion') }),
+  'round-applied': (raw) => ({ type: 'round-applied', round: field.integer(raw, 'round', 1) }),
   'hello-refused': (raw) => ({
     type: 'hello-refused',
     code: field.string(raw, 'code', { maxLength: CODE_MAX, nonEmpty: true }),
