@@ -49,14 +49,8 @@ export interface GuestConfig {
 }
 
 /** What page 1 holds: the config with the password replaced by `credentialHash`. */
-export interface GuestConfigRecord {
+export interface GuestConfigRecord extends Omit<GuestConfig, 'password'> {
   readonly version: number;
-  readonly instanceId: string;
-  readonly imageId: string;
-  readonly hostname: string;
-  readonly ip: string;
-  readonly accessRules: readonly AccessRule[];
-  readonly user: string;
   /** `scrypt$N$<salt base64>$<key base64>`. */
   readonly credentialHash: string;
 }
