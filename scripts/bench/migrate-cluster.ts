@@ -39,6 +39,8 @@ export interface MigrationClusterOptions {
   readonly decisionTimeoutMs?: number;
   /** Log level of the processes (default warn); their stderr is kept for `logs()`. */
   readonly logLevel?: string;
+  /** Extra command-line flags for an agent (e.g. `--advertise-host` to route its migration port through a proxy). */
+  readonly agentArgs?: (hostId: string) => readonly string[];
 }
 
 /** An agent process of the cluster. */
@@ -138,6 +140,7 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
       '--data-dir', join(root, hostId),
       '--pcpus', String(options.pcpus ?? 1),
       '--log-level', logLevel,
+      ...(options.agentArgs?.(hostId) ?? []),
     ];
     const p = await spawnTs(AGENT_MAIN, args, { readyEvent: 'agent-ready' });
     const agent: ClusterAgent = { ...p, hostId, migrationAddress: p.ready['migrationAddress'] as string };

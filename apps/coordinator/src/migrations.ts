@@ -94,6 +94,12 @@ export interface MigrationOrchestratorOptions {
   readonly decisionTimeoutMs?: number;
   /** Finished migrations kept (oldest dropped first). Default 500. */
   readonly keepFinished?: number;
+  /**
+   * When the source reports that the page stream broke, how long to wait for the destination's
+   * control link to drop too before blaming the stream itself. A killed destination closes both
+   * sockets at once, but which close reaches which process first is a race. Default 1000 ms.
+   */
+  readonly streamFailureGraceMs?: number;
 }
 
 /** Body of `migrate`. */
@@ -136,6 +142,15 @@ interface Record_ {
   /** Finished before the coordinator restarted? Not persisted: true for live ones only. */
   live: boolean;
   destinationDone: boolean;
+  /** The source reported a broken stream; the verdict waits for the destination's link (not persisted). */
+  streamFailure?: PendingStreamFailure;
+}
+
+interface PendingStreamFailure {
+  readonly error: ApiErrorInfo;
+  readonly vmState: VmState;
+  readonly report: MigrationReportDetail | undefined;
+  readonly timer: NodeJS.Timeout;
 }
 
 interface Journal {
@@ -200,6 +215,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
 
   close(): void {
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    for (const r of this.records.values()) if (r.streamFailure) clearTimeout(r.streamFailure.timer);
     this.unsubscribe?.();
   }
 
@@ -236,8 +252,17 @@ export class MigrationOrchestrator implements CoordinatorModule {
           this.finish(r, 'failed', { code: 'FERRY_ERR_MIGRATION_DESTINATION_DOWN', message: `destination host ${hostId} went down after the commit point (${reason}); the VM is lost with it` }, 'lost');
           continue;
         }
+        const pending = r.streamFailure;
+        const error = { code: 'FERRY_ERR_MIGRATION_DESTINATION_DOWN', message: `destination host ${hostId} went down (${reason}); the VM stays on ${r.from}` };
+        if (pending) {
+          // The source already aborted on the broken stream: this was why.
+          clearTimeout(pending.timer);
+          delete r.streamFailure;
+          this.finish(r, 'failed', error, pending.vmState, pending.report);
+          continue;
+        }
         this.cancelOnSource(r, `destination host ${hostId} went down`);
-        this.finish(r, 'failed', { code: 'FERRY_ERR_MIGRATION_DESTINATION_DOWN', message: `destination host ${hostId} went down (${reason}); the VM stays on ${r.from}` });
+        this.finish(r, 'failed', error);
       }
     }
   }
@@ -544,7 +569,19 @@ export class MigrationOrchestrator implements CoordinatorModule {
       this.persist(false);
       return;
     }
-    this.finish(r, m.outcome, m.error ?? { code: 'FERRY_ERR_MIGRATION_FAILED', message: 'the source reported a failure' }, state, report);
+    const error = m.error ?? { code: 'FERRY_ERR_MIGRATION_FAILED', message: 'the source reported a failure' };
+    if (error.code === 'FERRY_ERR_MIGRATION_CHANNEL_CLOSED' && this.context().agents.isConnected(r.to) && !r.streamFailure) {
+      // The VM is back on the source now; only the verdict waits (see streamFailureGraceMs).
+      this.directory.setState(r.vm, state);
+      const timer = setTimeout(() => {
+        delete r.streamFailure;
+        if (!FINAL_MIGRATION_STATES.includes(r.state)) this.finish(r, 'failed', error, state, report);
+      }, this.options.streamFailureGraceMs ?? 1000);
+      timer.unref();
+      r.streamFailure = { error, vmState: state, report, timer };
+      return;
+    }
+    this.finish(r, m.outcome, error, state, report);
   }
 
   // ----- helpers -----------------------------------------------------------------------------
@@ -682,7 +719,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
   }
 
   private journal(): Journal {
-    return { version: 1, migrations: [...this.records.values()].map((r) => ({ ...r, rounds: r.rounds.slice(-64) })) };
+    return { version: 1, migrations: [...this.records.values()].map(({ streamFailure: _pending, ...r }) => ({ ...r, rounds: r.rounds.slice(-64) })) };
   }
 
   /** Writes the journal: synchronously to journalPath when `sync` (commit-relevant steps), and asks for a state save. */

@@ -6,12 +6,30 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Migration, VmSpecWire } from '@ferry/protocol';
 import { startMigrationCluster, type MigrationCluster } from '../../../scripts/bench/migrate-cluster.ts';
 import { processExists } from './harness.ts';
+import { freePort, startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 
 let cluster: MigrationCluster | undefined;
+let proxy: TcpProxy | undefined;
 afterEach(async () => {
   await cluster?.stop();
   cluster = undefined;
+  await proxy?.close();
+  proxy = undefined;
 });
+
+/**
+ * A cluster whose h2 is reached for migrations only through a cuttable proxy: h2 listens on
+ * 127.0.0.1:P and advertises 127.0.0.2:P, where the proxy forwards to it.
+ */
+async function clusterWithProxiedDestination(): Promise<MigrationCluster> {
+  const port = await freePort();
+  proxy = await startTcpProxy({ host: '127.0.0.2', port }, { host: '127.0.0.1', port });
+  return startMigrationCluster({
+    agents: ['h1', 'h2'],
+    agentMemory: '256MiB',
+    agentArgs: (id) => (id === 'h2' ? ['--migration-port', String(port), '--advertise-host', '127.0.0.2'] : []),
+  });
+}
 
 const MiB = 2 ** 20;
 /** A VM whose memory fills fast (scan), so round 1 under a bandwidth limit takes seconds. */
@@ -120,6 +138,43 @@ describe('migration faults (real processes)', () => {
     // The destination is alive again and holds no trace of the VM.
     const hosts = await cluster.api<{ id: string; state: string }[]>('GET', '/api/v1/hosts');
     expect(hosts.find((h) => h.id === 'h2')?.state).toBe('up');
+  }, 60_000);
+
+  it('the page stream cut mid-round (connection reset): the VM keeps running on the source; the migration failed; it can migrate again', async () => {
+    cluster = await clusterWithProxiedDestination();
+    await cluster.createVm('h1', busySpec('vm-f'));
+    await new Promise((r) => setTimeout(r, 500));
+    const m = await cluster.migrate('vm-f', { to: 'h2', policy: SLOW });
+    await waitState(cluster, m.id, ['precopy']);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(proxy!.accepted).toBe(1); // the stream really goes through the proxy
+    proxy!.cut();
+    const done = await cluster.waitMigration(m.id, 20_000);
+    expect(done.state).toBe('failed');
+    expect(done.error?.code).toBe('FERRY_ERR_MIGRATION_CHANNEL_CLOSED');
+    expect(await hostsOf(cluster, 'vm-f')).toEqual([{ host: 'h1', state: 'running' }]);
+    expect(await stepsAdvance(cluster, 'vm-f')).toBe(true);
+    const hosts = await cluster.api<{ id: string; state: string }[]>('GET', '/api/v1/hosts');
+    expect(hosts.find((h) => h.id === 'h2')?.state).toBe('up');
+    const again = await cluster.waitMigration((await cluster.migrate('vm-f', { to: 'h2' })).id, 20_000);
+    expect(again.state).toBe('completed');
+    expect(await hostsOf(cluster, 'vm-f')).toEqual([{ host: 'h2', state: 'running' }]);
+  }, 60_000);
+
+  it('a cut stream followed by the destination dying is blamed on the destination, whichever the coordinator hears first', async () => {
+    cluster = await clusterWithProxiedDestination();
+    await cluster.createVm('h1', busySpec('vm-g'));
+    await new Promise((r) => setTimeout(r, 500));
+    const m = await cluster.migrate('vm-g', { to: 'h2', policy: SLOW });
+    await waitState(cluster, m.id, ['precopy']);
+    await new Promise((r) => setTimeout(r, 300));
+    proxy!.cut(); // the source hears about the stream first...
+    await new Promise((r) => setTimeout(r, 150));
+    cluster.agent('h2').kill('SIGKILL'); // ...and the coordinator about the host a little later
+    const done = await cluster.waitMigration(m.id, 20_000);
+    expect(done.state).toBe('failed');
+    expect(done.error?.code).toBe('FERRY_ERR_MIGRATION_DESTINATION_DOWN');
+    expect(await hostsOf(cluster, 'vm-g')).toEqual([{ host: 'h1', state: 'running' }]);
   }, 60_000);
 
   it('a coordinator restart mid-migration ends it (aborted before the commit point); the VM runs on one host only', async () => {
