@@ -100,6 +100,12 @@ export interface MigrationOrchestratorOptions {
    * sockets at once, but which close reaches which process first is a race. Default 1000 ms.
    */
   readonly streamFailureGraceMs?: number;
+  /**
+   * Called once the owner switch is durable and before the source hears `commit`: the moment a
+   * coordinator crash is hardest to recover from. Fault tests crash the process here
+   * (`FERRY_FAILPOINTS=crash-after-commit-record`); nothing else should need it.
+   */
+  readonly afterCommitRecorded?: (migrationId: string) => void;
 }
 
 /** Body of `migrate`. */
@@ -515,6 +521,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
       this.finish(r, 'failed', { code: 'FERRY_ERR_MIGRATION_COMMIT_RECORD', message: `could not record the owner switch: ${(err as Error).message}` });
       return;
     }
+    this.options.afterCommitRecorded?.(r.id);
     // The source is paused and waits for this: answer first, then log and tell listeners.
     decide('commit');
     log.info({ event: 'migration-committed', to: r.to }, 'owner switch recorded; commit');
