@@ -1,4 +1,4 @@
-// `pnpm bench migrate [--json] [--quick] [--runs N]`: live migration between real agent processes
+// `pnpm bench migrate [--json] [--quick] [--runs N] [--case NAME]…`: live migration between real agent processes
 // on loopback (a lab coordinator and two agents, migrate-cluster.ts), with the raw TCP and ws
 // ceilings re-measured in the same run at the migration's frame size (1 MiB; ws in the migration
 // stream's direction: client→server, zero mask, raw frames).
@@ -10,6 +10,7 @@
 // - scan-autoconverge / scan-no-autoconverge: a scan at full speed over a link limited to 256 MiB/s
 //   (dirtying outpaces sending): with autoConverge the vCPUs are throttled until it converges;
 //   without, it stops at maxRounds (10) and reports the larger downtime.
+// `--case NAME` (repeatable) runs only the named cases, e.g. `--case idle-full-1g`.
 // Each case reports downtime (source pause → destination resume), total time, bandwidth, bytes on
 // the wire vs the VM's non-zero bytes, rounds, digest verification, and both agents' peak RSS.
 import { readFileSync } from 'node:fs';
@@ -192,6 +193,9 @@ export async function main(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
   const runsAt = args.indexOf('--runs');
   const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : undefined;
+  const only = args.flatMap((a, i) => (a === '--case' && args[i + 1] !== undefined ? [args[i + 1]!] : []));
+  const selected = migrateCases(quick, runs).filter((c) => only.length === 0 || only.includes(c.name));
+  if (selected.length === 0) throw new Error(`no case named ${only.join(', ')}; cases: ${migrateCases(quick).map((c) => c.name).join(', ')}`);
   const log = (line: string): void => void process.stderr.write(line + '\n');
   const ceilingBytes = quick ? 256 * MiB : GiB;
   log('measuring ceilings…');
@@ -202,7 +206,7 @@ export async function main(args: string[]): Promise<void> {
   const cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '8GiB', pcpus: 1, heartbeatIntervalMs: 500, failureTimeoutMs: 10_000 });
   const cases: MigrateCaseResult[] = [];
   try {
-    for (const c of migrateCases(quick, runs)) {
+    for (const c of selected) {
       log(`case ${c.name}…`);
       cases.push(await runCase(cluster, c, log));
     }
