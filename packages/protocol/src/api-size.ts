@@ -45,17 +45,29 @@ export function parseSize(input: number | string, field = 'size'): number {
   return Math.floor(value);
 }
 
+/** Decimal prefixes of bit rates, as networks count them (1 Mbit = 10^6 bits). */
+const BIT_PREFIX: Readonly<Record<string, number>> = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 };
+const BIT_RATE_PATTERN = /^([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([kmgt]?)bits?(?:\/s|ps)?$/i;
+
 /**
  * Bytes per second in a rate: a size optionally followed by `/s` or `ps` (`100MiB`, `1G/s`,
- * `50MBps`). 0 means unlimited where a limit is meant. Throws InvalidSizeError like parseSize.
+ * `50MBps`), or a bit rate with decimal prefixes as links are quoted (`100Mbit/s`, `1Gbit`,
+ * `500kbits/s` = bits ÷ 8, rounded down). 0 means unlimited where a limit is meant. Throws
+ * InvalidSizeError like parseSize.
  */
 export function parseRate(input: number | string, field = 'rate'): number {
   if (typeof input === 'number') return parseSize(input, field);
+  const bits = BIT_RATE_PATTERN.exec(String(input).trim());
+  if (bits) {
+    const value = (Number(bits[1]) * BIT_PREFIX[bits[2]!.toLowerCase()]!) / 8;
+    if (!Number.isFinite(value) || value > Number.MAX_SAFE_INTEGER) throw new InvalidSizeError(field, String(input), 'too large');
+    return Math.floor(value);
+  }
   const text = String(input).trim().replace(/(\/s|ps)$/i, '');
   try {
     return parseSize(text, field);
   } catch (err) {
-    if (err instanceof InvalidSizeError) throw new InvalidSizeError(field, String(input), 'expected a size per second such as 100MiB/s');
+    if (err instanceof InvalidSizeError) throw new InvalidSizeError(field, String(input), 'expected a size per second such as 100MiB/s, or a bit rate such as 100Mbit/s');
     throw err;
   }
 }

@@ -1,9 +1,12 @@
 import {
   DEFAULT_MIGRATION_POLICY,
+  DEFAULT_XEN_RATE_LIMIT,
   GROUP_POLICIES,
+  RATE_LIMIT_KINDS,
   type ImageCaptureRequest,
   type MigrateSpec,
   type MigrationPolicy,
+  type MigrationRateLimit,
   type PlacementGroupRef,
   type RunSpec,
   type VmCloneRequest,
@@ -110,11 +113,16 @@ export function validateRunRequest(body: unknown): RunSpec {
   return spec;
 }
 
-/** A (partial) migration policy → a full MigrationPolicy, DEFAULT_MIGRATION_POLICY filling the gaps. */
+/**
+ * A (partial) migration policy → a full MigrationPolicy, DEFAULT_MIGRATION_POLICY filling the gaps.
+ * `rateLimit` (absent by default) is `'xen'` or `{ kind: 'xen', ...fields to change }` with
+ * DEFAULT_XEN_RATE_LIMIT filling the rest; it replaces `bandwidthLimit`, so a non-zero
+ * `bandwidthLimit` beside it is refused.
+ */
 export function validateMigrationPolicy(value: unknown, field = 'policy'): MigrationPolicy {
   const o = object(value, field);
-  onlyKeys(o, ['maxDowntimeMs', 'maxRounds', 'bandwidthLimit', 'autoConverge'], field);
-  return {
+  onlyKeys(o, ['maxDowntimeMs', 'maxRounds', 'bandwidthLimit', 'autoConverge', 'rateLimit'], field);
+  const policy: MigrationPolicy = {
     maxDowntimeMs: o['maxDowntimeMs'] === undefined ? DEFAULT_MIGRATION_POLICY.maxDowntimeMs : integer(o['maxDowntimeMs'], `${field}.maxDowntimeMs`, 1, 600_000),
     maxRounds: o['maxRounds'] === undefined ? DEFAULT_MIGRATION_POLICY.maxRounds : integer(o['maxRounds'], `${field}.maxRounds`, 1, 1000),
     bandwidthLimit:
@@ -123,6 +131,32 @@ export function validateMigrationPolicy(value: unknown, field = 'policy'): Migra
         : parseRate(o['bandwidthLimit'] as number | string, `${field}.bandwidthLimit`),
     autoConverge: o['autoConverge'] === undefined ? DEFAULT_MIGRATION_POLICY.autoConverge : boolean(o['autoConverge'], `${field}.autoConverge`),
   };
+  if (o['rateLimit'] === undefined || o['rateLimit'] === null) return policy;
+  if (policy.bandwidthLimit !== 0) throw new ApiValidationError(`${field}.rateLimit`, `${field}.rateLimit sets the rate round by round: leave bandwidthLimit out (or 0) beside it`);
+  return { ...policy, rateLimit: validateRateLimit(o['rateLimit'], `${field}.rateLimit`) };
+}
+
+/** `'xen'` or `{ kind: 'xen', startBytesPerSec?, stepBytesPerSec?, maxBytesPerSec?, stopBelowBytes? }` (rates as numbers or rate strings) → a full MigrationRateLimit. */
+export function validateRateLimit(value: unknown, field = 'rateLimit'): MigrationRateLimit {
+  const o = typeof value === 'string' ? { kind: value } : object(value, field);
+  if (!RATE_LIMIT_KINDS.includes(o['kind'] as never)) throw new ApiValidationError(`${field}.kind`, `${field}.kind must be one of ${RATE_LIMIT_KINDS.join(', ')}, got ${JSON.stringify(o['kind'])}`);
+  onlyKeys(o, ['kind', 'startBytesPerSec', 'stepBytesPerSec', 'maxBytesPerSec', 'stopBelowBytes'], field);
+  const d = DEFAULT_XEN_RATE_LIMIT;
+  const rate = (key: 'startBytesPerSec' | 'stepBytesPerSec' | 'maxBytesPerSec'): number => {
+    if (o[key] === undefined) return d[key];
+    const v = parseRate(o[key] as number | string, `${field}.${key}`);
+    if (v < 1) throw new ApiValidationError(`${field}.${key}`, `${field}.${key} must be at least 1 byte/s`, 'FERRY_ERR_INVALID_SIZE');
+    return v;
+  };
+  const limit: MigrationRateLimit = {
+    kind: 'xen',
+    startBytesPerSec: rate('startBytesPerSec'),
+    stepBytesPerSec: rate('stepBytesPerSec'),
+    maxBytesPerSec: rate('maxBytesPerSec'),
+    stopBelowBytes: o['stopBelowBytes'] === undefined ? d.stopBelowBytes : parseSize(o['stopBelowBytes'] as number | string, `${field}.stopBelowBytes`),
+  };
+  if (limit.startBytesPerSec > limit.maxBytesPerSec) throw new ApiValidationError(`${field}.startBytesPerSec`, `${field}.startBytesPerSec (${limit.startBytesPerSec}) must not exceed maxBytesPerSec (${limit.maxBytesPerSec})`);
+  return limit;
 }
 
 /**

@@ -3,6 +3,7 @@ import { API_ROUTES, apiPath, matchApiRoute } from './api-routes.ts';
 import { ApiError, InvalidSizeError } from './api-errors.ts';
 import { formatSize, parseRate, parseSize } from './api-size.ts';
 import { validateMigrateRequest, validateRunRequest } from './api-validate.ts';
+import { DEFAULT_XEN_RATE_LIMIT } from './api.ts';
 import { apiEventMatches, parseApiClientMessage } from './api-ws.ts';
 
 describe('sizes', () => {
@@ -87,5 +88,46 @@ describe('websocket messages', () => {
     const ev = { seq: 1, at: '', type: 'migration-completed' as const, migration: 'm-1', data: {} };
     expect(apiEventMatches(ev, { migration: 'm-1', types: ['migration-completed'] })).toBe(true);
     expect(apiEventMatches(ev, { vm: 'vm-1' })).toBe(false);
+  });
+});
+
+describe('migration rate limit (Xen dynamic rate limiting) in a migrate request', () => {
+  it('reads bit rates with decimal prefixes as links are quoted', () => {
+    expect(parseRate('100Mbit/s')).toBe(12_500_000);
+    expect(parseRate('1Gbit')).toBe(125_000_000);
+    expect(parseRate('500 kbits/s')).toBe(62_500);
+    expect(parseRate('50Mbps')).toBe(50 * 2 ** 20); // byte units keep their meaning
+    expect(() => parseRate('100Mbot/s')).toThrow(InvalidSizeError);
+  });
+
+  it('fills the paper\'s defaults (100 → 500 Mbit/s, +50 Mbit/s) from "xen" and from a partial object', () => {
+    expect(validateMigrateRequest({ vm: 'a', policy: { rateLimit: 'xen' } }).policy.rateLimit).toEqual({ ...DEFAULT_XEN_RATE_LIMIT });
+    expect(DEFAULT_XEN_RATE_LIMIT).toEqual({ kind: 'xen', startBytesPerSec: 12_500_000, stepBytesPerSec: 6_250_000, maxBytesPerSec: 62_500_000, stopBelowBytes: 262_144 });
+    const custom = validateMigrateRequest({ vm: 'a', policy: { rateLimit: { kind: 'xen', startBytesPerSec: '8Mbit/s', maxBytesPerSec: '4MiB', stopBelowBytes: '64KiB' } } }).policy;
+    expect(custom.rateLimit).toEqual({ kind: 'xen', startBytesPerSec: 1_000_000, stepBytesPerSec: 6_250_000, maxBytesPerSec: 4 * 2 ** 20, stopBelowBytes: 65_536 });
+    expect(custom.bandwidthLimit).toBe(0);
+    expect(validateMigrateRequest({ vm: 'a' }).policy.rateLimit).toBeUndefined();
+  });
+
+  it('refuses an unknown kind, unknown fields, zero or inverted rates, and a bandwidth limit beside it, naming the field', () => {
+    const bad: [unknown, string][] = [
+      [{ rateLimit: 'qemu' }, 'policy.rateLimit.kind'],
+      [{ rateLimit: { kind: 'xen', speed: 1 } }, 'speed'],
+      [{ rateLimit: { kind: 'xen', startBytesPerSec: 0 } }, 'policy.rateLimit.startBytesPerSec'],
+      [{ rateLimit: { kind: 'xen', startBytesPerSec: '600Mbit/s' } }, 'policy.rateLimit.startBytesPerSec'],
+      [{ rateLimit: { kind: 'xen', maxBytesPerSec: 'fast' } }, 'policy.rateLimit.maxBytesPerSec'],
+      [{ rateLimit: 'xen', bandwidthLimit: '1G/s' }, 'policy.rateLimit'],
+    ];
+    for (const [policy, field] of bad) {
+      let caught: unknown;
+      try {
+        validateMigrateRequest({ vm: 'a', policy });
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, JSON.stringify(policy)).toBeInstanceOf(ApiError);
+      expect((caught as ApiError).status).toBe(400);
+      expect((caught as Error).message).toContain(field.split('.').at(-1)!);
+    }
   });
 });

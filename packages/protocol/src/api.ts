@@ -236,12 +236,48 @@ export type MigrationState = (typeof MIGRATION_STATES)[number];
 /** The final migration states. */
 export const FINAL_MIGRATION_STATES: readonly MigrationState[] = ['completed', 'failed', 'cancelled'];
 
-/** Stop conditions and limits of one migration. `bandwidthLimit` is bytes per second, 0 = unlimited. */
+/** Rate-limiting schemes a migration's page stream can follow (`MigrationPolicy.rateLimit.kind`). */
+export const RATE_LIMIT_KINDS = ['xen'] as const;
+export type RateLimitKind = (typeof RATE_LIMIT_KINDS)[number];
+
+/**
+ * Xen's dynamic rate limiting (Clark et al., NSDI 2005, section 5.1), in bytes per second like
+ * every API rate: round 1 runs at `startBytesPerSec`; each next round at the previous round's
+ * measured dirty rate plus `stepBytesPerSec`, capped at `maxBytesPerSec`; the stop-and-copy round
+ * at the cap. Pre-copy stops when the dirty rate would need more than the cap, or when fewer than
+ * `stopBelowBytes` remain dirty (then `maxDowntimeMs` and `maxRounds` still apply too).
+ */
+export interface XenRateLimit {
+  readonly kind: 'xen';
+  readonly startBytesPerSec: number;
+  readonly stepBytesPerSec: number;
+  readonly maxBytesPerSec: number;
+  readonly stopBelowBytes: number;
+}
+
+/** A per-round rate limit of a migration (one scheme so far: Xen's). */
+export type MigrationRateLimit = XenRateLimit;
+
+/** The paper's figures: 100 Mbit/s first round, +50 Mbit/s over the dirty rate, 500 Mbit/s cap, stop below 256 KiB dirty. */
+export const DEFAULT_XEN_RATE_LIMIT: XenRateLimit = Object.freeze({
+  kind: 'xen',
+  startBytesPerSec: 100e6 / 8,
+  stepBytesPerSec: 50e6 / 8,
+  maxBytesPerSec: 500e6 / 8,
+  stopBelowBytes: 256 * 1024,
+});
+
+/**
+ * Stop conditions and limits of one migration. `bandwidthLimit` is bytes per second, 0 = unlimited.
+ * `rateLimit`, when present, sets the rate round by round instead (and `bandwidthLimit` is 0):
+ * absent = no per-round limit (the default).
+ */
 export interface MigrationPolicy {
   readonly maxDowntimeMs: number;
   readonly maxRounds: number;
   readonly bandwidthLimit: number;
   readonly autoConverge: boolean;
+  readonly rateLimit?: MigrationRateLimit;
 }
 
 /** Policy used for fields a request leaves out. */
@@ -284,6 +320,38 @@ export interface MigrationReport {
   readonly digestVerified: boolean;
 }
 
+/** One round in a MigrationTimeline: `endMs` when its progress reached the coordinator, `startMs` that minus the round's duration as the source measured it. */
+export interface TimelineRound {
+  readonly round: number;
+  /** The stop-and-copy round (the VM is paused while it runs). */
+  readonly final: boolean;
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+/**
+ * When each step of a migration happened, in ms since its `startedAt`, stamped by the coordinator
+ * as the agents' messages arrived (so each includes one loopback-or-LAN message latency). Fields
+ * appear as the steps happen. The phases of the Xen paper's timeline follow from it:
+ * setup `[0, rounds[0].startMs]`, pre-copy round k `[startMs, endMs]` of each non-final round,
+ * stop-and-copy `[final round's startMs, readyMs]` (the source pauses as it begins; the destination
+ * verifies the digest before ready), commitment `[readyMs, committedMs]` (the owner switch is
+ * recorded), activation `[committedMs, activatedMs]` (the destination resumes the VM).
+ */
+export interface MigrationTimeline {
+  /** The destination reserved room and issued the stream token. */
+  readonly reservedMs?: number;
+  readonly rounds: readonly TimelineRound[];
+  /** The source reported `migration-ready`: everything sent and verified, the VM paused on the source. */
+  readonly readyMs?: number;
+  /** The owner switch was recorded and the commit decision sent. */
+  readonly committedMs?: number;
+  /** The destination reported the VM running there. */
+  readonly activatedMs?: number;
+  /** The migration reached its final state. */
+  readonly finishedMs?: number;
+}
+
 /** A migration, live or finished. */
 export interface Migration {
   readonly id: string;
@@ -296,14 +364,23 @@ export interface Migration {
   readonly report?: MigrationReport;
   readonly error?: ApiErrorInfo;
   readonly startedAt?: string;
+  /** Step times relative to `startedAt` (absent in records from before it existed). */
+  readonly timeline?: MigrationTimeline;
 }
 
-/** Policy fields a request may set; `bandwidthLimit` also accepts a rate string (`100MiB`, `1G/s`). */
+/** A rate limit as a request may give it: `'xen'` for the defaults, or the fields to change (rates as numbers or rate strings such as `100Mbit/s`). */
+export type MigrationRateLimitRequest =
+  | RateLimitKind
+  | { readonly kind: RateLimitKind; readonly startBytesPerSec?: number | string; readonly stepBytesPerSec?: number | string; readonly maxBytesPerSec?: number | string; readonly stopBelowBytes?: number | string };
+
+/** Policy fields a request may set; `bandwidthLimit` also accepts a rate string (`100MiB`, `1G/s`, `800Mbit/s`). */
 export interface MigrationPolicyRequest {
   readonly maxDowntimeMs?: number;
   readonly maxRounds?: number;
   readonly bandwidthLimit?: number | string;
   readonly autoConverge?: boolean;
+  /** A per-round rate limit (DEFAULT_XEN_RATE_LIMIT filling the gaps); cannot be combined with a non-zero `bandwidthLimit`. */
+  readonly rateLimit?: MigrationRateLimitRequest;
 }
 
 /** Body of `POST /api/v1/migrations` (and, without `vm`, of `POST /api/v1/vms/:id/migrate`). `to` absent: the coordinator picks. */

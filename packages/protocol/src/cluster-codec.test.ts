@@ -34,6 +34,19 @@ describe('cluster codec', () => {
     for (const m of msgs) expect(agentClusterCodec.decode(coordinatorClusterCodec.encode(m))).toEqual(m);
   });
 
+  it('carries a migration policy with and without its rate limit, and refuses a malformed rate limit', () => {
+    const start = (policy: unknown): Uint8Array =>
+      pack({ type: 'migration-start', requestId: 'r', migrationId: 'm', vmId: 'v', destinationHostId: 'h2', address: 'ws://x:1/migrate', token: 't', policy, decisionTimeoutMs: 1000 });
+    const base = { maxDowntimeMs: 300, maxRounds: 30, bandwidthLimit: 0, autoConverge: false };
+    const xen = { kind: 'xen', startBytesPerSec: 12_500_000, stepBytesPerSec: 6_250_000, maxBytesPerSec: 62_500_000, stopBelowBytes: 262_144 };
+    expect(agentClusterCodec.decode(start(base))).toMatchObject({ policy: base });
+    expect((agentClusterCodec.decode(start(base)) as { policy: object }).policy).not.toHaveProperty('rateLimit');
+    expect(agentClusterCodec.decode(start({ ...base, rateLimit: xen }))).toMatchObject({ policy: { ...base, rateLimit: xen } });
+    for (const rateLimit of [{ ...xen, kind: 'qemu' }, { ...xen, startBytesPerSec: 0 }, { ...xen, startBytesPerSec: 70_000_000 }, { ...xen, maxBytesPerSec: undefined }, 'xen']) {
+      expect(() => agentClusterCodec.decode(start({ ...base, rateLimit })), JSON.stringify(rateLimit)).toThrow(MessageInvalidError);
+    }
+  });
+
   it('drops fields that are not part of the variant', () => {
     const decoded = coordinatorClusterCodec.decode(pack({ type: 'heartbeat', seq: 1, vms: [], evil: { a: 1 } }));
     expect(decoded).toEqual({ type: 'heartbeat', seq: 1, vms: [] });

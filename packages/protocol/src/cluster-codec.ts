@@ -23,6 +23,7 @@ import {
   type WorkloadWire,
   type WwsSampleWire,
 } from './cluster-messages.ts';
+import { RATE_LIMIT_KINDS, type MigrationRateLimit } from './api.ts';
 
 /** Largest agent ↔ coordinator control message, bytes. */
 export const CLUSTER_MAX_MESSAGE_BYTES = 1024 * 1024;
@@ -128,12 +129,27 @@ function guestConfig(raw: RawMessage): GuestConfigWire {
 
 function policy(raw: RawMessage): MigrationPolicyWire {
   const p = field.map(raw, 'policy');
-  return {
+  const base = {
     maxDowntimeMs: field.number(p, 'maxDowntimeMs', 0),
     maxRounds: field.integer(p, 'maxRounds', 1, 10_000),
     bandwidthLimit: field.number(p, 'bandwidthLimit', 0),
     autoConverge: field.boolean(p, 'autoConverge'),
   };
+  return has(p, 'rateLimit') ? { ...base, rateLimit: rateLimit(p) } : base;
+}
+
+/** A policy's rate limit: every field present, rates of at least 1 byte/s, the first round's not above the cap. */
+function rateLimit(raw: RawMessage): MigrationRateLimit {
+  const l = field.map(raw, 'rateLimit');
+  const limit: MigrationRateLimit = {
+    kind: field.oneOf(l, 'kind', RATE_LIMIT_KINDS),
+    startBytesPerSec: field.integer(l, 'startBytesPerSec', 1),
+    stepBytesPerSec: field.integer(l, 'stepBytesPerSec', 1),
+    maxBytesPerSec: field.integer(l, 'maxBytesPerSec', 1),
+    stopBelowBytes: field.integer(l, 'stopBelowBytes', 0),
+  };
+  if (limit.startBytesPerSec > limit.maxBytesPerSec) throw new MessageInvalidError('rateLimit.startBytesPerSec must not exceed maxBytesPerSec', { field: 'startBytesPerSec' });
+  return limit;
 }
 
 function round(raw: RawMessage): MigrationRoundWire {

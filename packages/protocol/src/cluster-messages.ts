@@ -51,7 +51,7 @@
  * locally). After a reconnect the source re-sends `migration-ready`, so a restarted coordinator
  * can answer from its journal.
  */
-import type { RoundStats } from './api.ts';
+import type { MigrationPolicy, RoundStats } from './api.ts';
 
 /** Version of the agent ↔ coordinator protocol sent in `register`. */
 export const CLUSTER_PROTOCOL_VERSION = 1;
@@ -130,13 +130,8 @@ export interface VmReport {
   readonly totalSteps?: number;
 }
 
-/** Policy of one migration on the wire (the API's MigrationPolicy; `bandwidthLimit` bytes/s, 0 = unlimited). */
-export interface MigrationPolicyWire {
-  readonly maxDowntimeMs: number;
-  readonly maxRounds: number;
-  readonly bandwidthLimit: number;
-  readonly autoConverge: boolean;
-}
+/** Policy of one migration on the wire: the API's MigrationPolicy as validated (`bandwidthLimit` bytes/s, 0 = unlimited; `rateLimit` absent = none). */
+export type MigrationPolicyWire = MigrationPolicy;
 
 /** One pre-copy round (the API's RoundStats plus engine detail). */
 export interface MigrationRoundWire extends RoundStats {

@@ -25,14 +25,14 @@ export {
   coordinatorClusterCodec,
   agentClusterCodec,
 } from './cluster-codec.ts';
-export { API_PREFIX, API_WS_PATH, DEFAULT_COORDINATOR_URL, LOCAL_STATE_DIR, LOCAL_CLUSTER_FILE, HOST_STATES, VM_STATES, GROUP_POLICIES, VM_ACTIONS, MIGRATION_STATES, FINAL_MIGRATION_STATES, DEFAULT_MIGRATION_POLICY, API_EVENT_TYPES } from './api.ts';
-export type { LocalClusterFile, HostState, ResourceAmounts, Host, HostDrain, Image, ImageCaptureRequest, VmState, GroupPolicy, PlacementGroupRef, WorkloadSpec, Credentials, Vm, RunRequest, RunSpec, VmAction, VmPlaceRequest, VmStopRequest, VmSnapshotRequest, VmCloneRequest, VmSnapshot, WwsSample, WwsReport, MigrationState, MigrationPolicy, RoundStats, MigrationReport, Migration, MigrationPolicyRequest, MigrateRequest, MigrateSpec, ApiEventType, ApiEvent, ApiErrorInfo, ApiErrorBody } from './api.ts';
+export { API_PREFIX, API_WS_PATH, DEFAULT_COORDINATOR_URL, LOCAL_STATE_DIR, LOCAL_CLUSTER_FILE, HOST_STATES, VM_STATES, GROUP_POLICIES, VM_ACTIONS, MIGRATION_STATES, FINAL_MIGRATION_STATES, DEFAULT_MIGRATION_POLICY, RATE_LIMIT_KINDS, DEFAULT_XEN_RATE_LIMIT, API_EVENT_TYPES } from './api.ts';
+export type { LocalClusterFile, HostState, ResourceAmounts, Host, HostDrain, Image, ImageCaptureRequest, VmState, GroupPolicy, PlacementGroupRef, WorkloadSpec, Credentials, Vm, RunRequest, RunSpec, VmAction, VmPlaceRequest, VmStopRequest, VmSnapshotRequest, VmCloneRequest, VmSnapshot, WwsSample, WwsReport, MigrationState, MigrationPolicy, RateLimitKind, XenRateLimit, MigrationRateLimit, MigrationRateLimitRequest, TimelineRound, MigrationTimeline, RoundStats, MigrationReport, Migration, MigrationPolicyRequest, MigrateRequest, MigrateSpec, ApiEventType, ApiEvent, ApiErrorInfo, ApiErrorBody } from './api.ts';
 export { API_ROUTES, apiPath, matchApiRoute } from './api-routes.ts';
 export type { ApiRoute, ApiRouteMatch } from './api-routes.ts';
 export { API_ERROR_STATUS, ApiError, ApiValidationError, InvalidSizeError, apiErrorStatus, apiErrorInfoOf } from './api-errors.ts';
 export type { ApiErrorCode } from './api-errors.ts';
 export { parseSize, parseRate, formatSize, formatRate } from './api-size.ts';
-export { MAX_NAME_LENGTH, MAX_VM_CPUS, validateName, validateGroup, validateWorkload, validateRunRequest, validateMigrationPolicy, validateMigrateRequest, validatePlaceRequest, validateStopRequest, validateSnapshotRequest, validateCloneRequest, validateImageCaptureRequest, validateSinceParam } from './api-validate.ts';
+export { MAX_NAME_LENGTH, MAX_VM_CPUS, validateName, validateGroup, validateWorkload, validateRunRequest, validateMigrationPolicy, validateRateLimit, validateMigrateRequest, validatePlaceRequest, validateStopRequest, validateSnapshotRequest, validateCloneRequest, validateImageCaptureRequest, validateSinceParam } from './api-validate.ts';
 export { MAX_API_CLIENT_MESSAGE_BYTES, parseApiClientMessage, apiEventMatches } from './api-ws.ts';
 export type { ApiEventFilter, ApiSubscribeMessage, ApiUnsubscribeMessage, ApiPingMessage, ApiClientMessage, ApiHelloMessage, ApiSubscribedMessage, ApiEventMessage, ApiPongMessage, ApiErrorMessage, ApiServerMessage } from './api-ws.ts';
 export { ProtocolError, MessageTooLargeError, MessageInvalidError, ProtocolVersionError, FrameTooLargeError, FrameInvalidError, FrameTruncatedError, FramePageRangeError, FrameEncodingError } from './errors.ts';
