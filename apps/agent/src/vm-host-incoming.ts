@@ -10,6 +10,7 @@
  * nothing is half-created. The end is reported with `migration-finished` (role destination).
  */
 import { MigrationReceiver, MigrationSizeError, UnknownMigrationError, MigrationError, type ReceivedVm } from '@ferry/migration';
+import { startPrefault } from '@ferry/memory';
 import { Vm } from '@ferry/vm';
 import type { IncomingMigrationChannel, Reservation } from './vm-host.ts';
 import { decodeEnvelope } from './vm-host-envelope.ts';
@@ -31,6 +32,10 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
   };
   const receiver = new MigrationReceiver({
     channel,
+    prefault: startPrefault,
+    // Ask the commit point ourselves: its answer comes straight back (commit() below), so the
+    // downtime does not wait for the source to relay `ready` and then `activate`.
+    announceReady: (digest) => host.notify({ type: 'migration-ready', migrationId, vmId, digest }),
     authorize: (hello) => {
       if (hello.migrationId !== migrationId) throw new UnknownMigrationError(hello.migrationId);
       if (hello.vm.vmId !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `reserved for vm ${vmId}, hello names ${hello.vm.vmId}`, { migrationId });
@@ -64,6 +69,14 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
     },
   });
   host.incoming.set(migrationId, {
+    commit: () => {
+      try {
+        receiver.commit();
+      } catch (err) {
+        // not ready here (failed meanwhile): the source's activate or the coordinator's reconcile decides
+        log.warn({ event: 'migration-destination-commit-refused', err: (err as Error).message }, 'commit arrived in a state that cannot activate');
+      }
+    },
     abort: () => {
       try {
         receiver.abort();

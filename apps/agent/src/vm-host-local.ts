@@ -87,7 +87,7 @@ export class LocalVmHost implements VmHost {
   private linkRef: CoordinatorLink | undefined;
   private readonly outgoing: OutgoingMigrations;
   /** Incoming migrations by id (receiver running). */
-  readonly incoming = new Map<string, { abort(): void }>();
+  readonly incoming = new Map<string, { commit(): void; abort(): void }>();
   private closed = false;
   private warming: Promise<void> | undefined;
 
@@ -198,7 +198,9 @@ export class LocalVmHost implements VmHost {
         respond(message.requestId, () => this.outgoing.start(message));
         return true;
       case 'migration-decision':
+        // Sent to both ends: the source releases (or resumes) its VM; the destination activates on commit.
         this.outgoing.decide(message.migrationId, message.decision);
+        if (message.decision === 'commit') this.incoming.get(message.migrationId)?.commit();
         return true;
       case 'migration-cancel':
         this.outgoing.cancel(message.migrationId, message.reason);

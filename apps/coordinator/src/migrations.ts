@@ -485,14 +485,18 @@ export class MigrationOrchestrator implements CoordinatorModule {
   private onReady(hostId: string, migrationId: string): void {
     const ctx = this.context();
     const r = this.records.get(migrationId);
+    // Both ends ask (the destination once it verified, the source once it heard `ready`) and both
+    // hear the answer: the destination activates on it directly, the source releases or resumes.
     const decide = (decision: 'commit' | 'abort'): void => {
-      try {
-        ctx.agents.send(hostId, { type: 'migration-decision', migrationId, decision });
-      } catch {
-        // the source re-sends migration-ready when it is back; the journal answers the same
+      for (const host of r && (hostId === r.from || hostId === r.to) ? [r.to, r.from] : [hostId]) {
+        try {
+          ctx.agents.send(host, { type: 'migration-decision', migrationId, decision });
+        } catch {
+          // the source re-sends migration-ready when it is back; the journal answers the same
+        }
       }
     };
-    if (!r || r.from !== hostId) {
+    if (!r || (r.from !== hostId && r.to !== hostId)) {
       this.log?.warn({ event: 'migration-ready-unknown', migrationId, hostId }, 'ready for an unknown migration: abort');
       decide('abort');
       return;

@@ -66,10 +66,16 @@ export interface MigrationReceiverOptions {
    */
   readonly authorize: (hello: HelloMessage) => void | Promise<void>;
   /**
-   * Called on `activate` (the coordinator committed): build the VM from memory, registers and
-   * devices and resume it; the receiver takes the resume timestamp when this returns and reports it.
+   * Called on `activate` from the source or on commit() (the coordinator committed): build the VM
+   * from memory, registers and devices and resume it; the receiver takes the resume timestamp when
+   * this returns and reports it.
    */
   readonly activate?: (vm: ReceivedVm) => void | Promise<void>;
+  /**
+   * Called the moment `ready` is sent, with the verified digest: the agent tells the commit point
+   * itself, so the decision can come straight back here (commit()) instead of through the source.
+   */
+  readonly announceReady?: (digest: string) => void;
   /**
    * Called once memory, registers and devices are verified and `ready` was sent, before the commit
    * point decides: may build the VM paused (Vm.restore, vCPUs placed parked) so that `activate`
@@ -84,6 +90,12 @@ export interface MigrationReceiverOptions {
   readonly maxFrameBytes?: number;
   /** Clock; default `performance.timeOrigin + performance.now()`. */
   readonly now?: () => number;
+  /**
+   * Called with the incoming VM's memory right after it is allocated; what it returns is stopped
+   * once the last round is in (or the migration fails). The agent passes @ferry/memory's
+   * startPrefault so page faults on the fresh memory run on another thread, not in round 1.
+   */
+  readonly prefault?: (memory: GuestMemory) => { stop(): unknown };
 }
 
 /**
@@ -119,6 +131,7 @@ export class MigrationReceiver {
   private frame: Uint8Array = new Uint8Array(0);
   private prepared: Promise<void> | undefined;
   private received: ReceivedVm | undefined;
+  private prefaulting: { stop(): unknown } | undefined;
 
   constructor(options: MigrationReceiverOptions) {
     this.options = options;
@@ -155,6 +168,17 @@ export class MigrationReceiver {
   /** Stats so far (live object; read only). */
   get receiverStats(): Readonly<ReceiverStats> {
     return this.stats;
+  }
+
+  /**
+   * The commit point decided `commit` and told this side directly: activate now, without waiting
+   * for the source's `activate` (which is then ignored). Saves the source's hop from the downtime.
+   * Legal in `ready`; a no-op once activating or activated (whichever word came first).
+   */
+  commit(): void {
+    if (this.current === 'activating' || this.current === 'activated') return;
+    if (this.current !== 'ready') throw new InvalidTransitionError('commit', this.current);
+    this.guarded(() => this.onActivate());
   }
 
   /** Abandons the migration from this side (agent shutdown, reservation expired). Legal before `activating`. */
@@ -198,6 +222,7 @@ export class MigrationReceiver {
       case 'transfer-state':
         if (this.current !== 'receiving' || this.roundOpen || !this.finalRound) throw this.unexpected('transfer-state');
         this.vmState = { registers: m.registers, devices: m.devices, pausedAtMs: m.pausedAtMs };
+        this.stopPrefault(); // every page is in: what is not resident now stays zero
         this.current = 'verifying';
         return;
       case 'verify-memory': {
@@ -207,6 +232,7 @@ export class MigrationReceiver {
         this.digest = actual;
         this.current = 'ready';
         this.channel.send({ type: 'ready', digest: actual });
+        this.options.announceReady?.(actual);
         const prepare = this.options.prepare;
         if (prepare) {
           const received = this.receivedVm();
@@ -216,6 +242,7 @@ export class MigrationReceiver {
         return;
       }
       case 'activate':
+        if (this.current === 'activating') return; // activated on the commit point's word already (commit())
         if (this.current !== 'ready') throw this.unexpected('activate');
         return this.onActivate();
       case 'cancel':
@@ -253,6 +280,7 @@ export class MigrationReceiver {
     this.words = new Int32Array(this.memory.buffer);
     this.tracker = new PageSumTracker(hello.pageCount);
     this.nonZero = new Uint8Array(hello.pageCount);
+    this.prefaulting = this.options.prefault?.(this.memory);
     this.current = 'receiving';
     this.channel.send({ type: 'hello-accepted', protocolVersion: MIGRATION_PROTOCOL_VERSION });
   }
@@ -340,6 +368,11 @@ export class MigrationReceiver {
     });
   }
 
+  private stopPrefault(): void {
+    this.prefaulting?.stop();
+    this.prefaulting = undefined;
+  }
+
   private unexpected(what: string): UnexpectedMessageError {
     return new UnexpectedMessageError(what, this.current, this.hello?.migrationId);
   }
@@ -348,6 +381,7 @@ export class MigrationReceiver {
   private fail(err: unknown, tellPeer: boolean): void {
     if (this.current === 'failed' || this.current === 'activated') return;
     this.current = 'failed';
+    this.stopPrefault();
     this.memory = undefined;
     this.words = undefined;
     this.tracker = undefined;

@@ -229,7 +229,8 @@ describe('MigrationSender and MigrationReceiver', () => {
     const h = createHarness({ vm, policy: { maxDowntimeMs: 50, maxRounds: 30, bandwidthLimit: 64 * MiB, autoConverge: true } });
     const [done] = await Promise.all([h.sender.run(), h.receiver.done]);
     const r = done.report;
-    expect(r.stopReason).toBe('converged');
+    const rounds = JSON.stringify(r.roundStats.map((s) => ({ round: s.round, sent: s.bytesSent, dirty: s.dirtyPages, bw: Math.round(s.bandwidthBytesPerSec), ms: Math.round(s.durationMs), throttle: s.throttlePercent })));
+    expect(r.stopReason, rounds).toBe('converged');
     // Whenever a round's dirtying outpaced half its sending, the next step of throttle followed.
     const outpaced = r.roundStats.filter((s) => !s.final && s.round > 1 && s.dirtyPages * 4096 > s.bytesSent / 2).length;
     if (outpaced > 0) {
@@ -239,7 +240,7 @@ describe('MigrationSender and MigrationReceiver', () => {
     }
     expect(vm.throttleHistory.at(-1) ?? 0).toBe(0); // reset at the end
     // Converged within the target: the last round fits maxDowntimeMs at the bandwidth limit.
-    expect(r.roundStats.at(-1)!.bytesSent).toBeLessThanOrEqual((64 * MiB * 50) / 1000);
+    expect(r.roundStats.at(-1)!.bytesSent, rounds).toBeLessThanOrEqual((64 * MiB * 50) / 1000);
   });
 
   it('run is legal once', async () => {

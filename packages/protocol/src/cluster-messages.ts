@@ -38,10 +38,12 @@
  *   S-->>C: migration-accepted | request-failed
  *   S->>D: (peer to peer, /migrate) hello … page frames … ready
  *   S->>C: migration-progress (one per round)
- *   S->>C: migration-ready (destination verified the digest)
+ *   D->>C: migration-ready (it verified the digest and sent ready to S)
+ *   S->>C: migration-ready (S heard ready; whichever comes first is decided, the other re-answered)
  *   Note over C: records the owner switch (persisted) — THE commit point
+ *   C->>D: migration-decision (commit: D activates at once; the downtime skips the source's hops)
  *   C->>S: migration-decision (commit | abort)
- *   S->>D: activate   (commit)
+ *   S->>D: activate   (commit; ignored when D already activated)
  *   D->>C: migration-finished (role destination, completed)
  *   S->>C: migration-finished (role source, completed | failed | cancelled, report, error)
  * ```
@@ -389,7 +391,7 @@ export interface MigrationAcceptedMessage {
   readonly migrationId: string;
 }
 
-/** coordinator → source agent: the commit point's answer to `migration-ready`. */
+/** coordinator → source and destination agents: the commit point's answer to `migration-ready` (the destination activates on `commit`). */
 export interface MigrationDecisionMessage {
   readonly type: 'migration-decision';
   readonly migrationId: string;
@@ -410,7 +412,7 @@ export interface MigrationProgressMessage {
   readonly round: MigrationRoundWire;
 }
 
-/** source agent → coordinator: the destination verified everything; the VM is paused on the source; decide. Re-sent after a reconnect until decided. */
+/** source or destination agent → coordinator: the destination verified everything; the VM is paused on the source; decide. The source re-sends it after a reconnect until decided. */
 export interface MigrationReadyMessage {
   readonly type: 'migration-ready';
   readonly migrationId: string;

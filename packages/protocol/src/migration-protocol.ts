@@ -22,12 +22,12 @@
  *   S->>D: transfer-state (registers, devices, pausedAtMs)
  *   S->>D: verify-memory (algorithm, digest)
  *   D-->>S: ready (digest) | error (FERRY_ERR_MIGRATION_DIGEST)
- *   S->>C: commit? (hook)
- *   C-->>S: committed | aborted
+ *   S->>C: commit? (hook; D's agent asks C too, at the same moment, outside this stream)
+ *   C-->>S: committed | aborted (C tells D's agent as well)
  *   alt committed
+ *     Note over D: resume VM on C's word (receiver.commit()) or on activate, whichever is first (downtime ends)
  *     S->>D: activate
- *     Note over D: resume VM (downtime ends)
- *     D-->>S: activated (resumedAtMs)
+ *     D-->>S: activated (resumedAtMs; may arrive before S sends activate)
  *     Note over S: release source VM
  *   else aborted, or any failure before commit
  *     S->>D: cancel (code, reason)
@@ -70,7 +70,7 @@
  *   receiving --> receiving: start-round, frames, end-round
  *   receiving --> verifying: transfer-state
  *   verifying --> ready: verify-memory, digest equal (sends ready)
- *   ready --> activated: activate (VM handed over, resumed; sends activated)
+ *   ready --> activated: activate, or commit() by the agent on the coordinator's word (VM handed over, resumed; sends activated)
  *   awaiting-hello --> failed: bad version, token, garbage, frame before hello
  *   receiving --> failed: bad frame, cancel, channel closed
  *   verifying --> failed: digest mismatch

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import type { GuestMemory } from '@ferry/memory';
+import { InvalidTransitionError } from './errors.ts';
+import { FakeVm } from './test-utils/fake-vm.ts';
+import { createHarness } from './test-utils/harness.ts';
+
+describe('receiver commit() on the commit point\'s word', () => {
+  it('activates at once, before the source has its decision; the source\'s later activate is ignored and it completes', async () => {
+    const vm = new FakeVm({ pageCount: 128, fillFraction: 1 });
+    const order: string[] = [];
+    let releaseSource!: () => void;
+    let announced: string | undefined;
+    const h = createHarness(
+      {
+        vm,
+        // The source's own way to the decision is slow: the destination must not wait for it.
+        commit: async () => {
+          order.push('source asks');
+          await new Promise<void>((r) => (releaseSource = r));
+          order.push('source decided');
+          return 'commit' as const;
+        },
+      },
+      {
+        announceReady: (digest) => {
+          announced = digest;
+          order.push('destination announces');
+          setTimeout(() => h.receiver.commit(), 5); // the coordinator answers the destination directly
+        },
+        activate: () => void order.push('destination activates'),
+      },
+    );
+    const run = h.sender.run();
+    const arrived = await h.receiver.done;
+    expect(order).toEqual(['destination announces', 'source asks', 'destination activates']);
+    expect(announced).toBe(arrived.digest);
+    h.receiver.commit(); // a second word changes nothing
+    releaseSource();
+    const done = await run;
+    expect(order.at(-1)).toBe('source decided');
+    expect(done.report.downtimeMs).toBeGreaterThanOrEqual(0);
+    expect(done.report.resumedAtMs).toBe(arrived.resumedAtMs);
+    expect(Buffer.compare(arrived.memory.bytes, vm.memory.bytes)).toBe(0);
+  });
+
+  it('is refused before ready, changing nothing; the migration then completes normally', async () => {
+    const vm = new FakeVm({ pageCount: 64, fillFraction: 0.5 });
+    const h = createHarness({ vm });
+    expect(() => h.receiver.commit()).toThrow(InvalidTransitionError);
+    expect(h.receiver.state).toBe('awaiting-hello');
+    await Promise.all([h.sender.run(), h.receiver.done]);
+  });
+
+  it('starts the prefault hook on the fresh memory and stops it once the last round is in', async () => {
+    const vm = new FakeVm({ pageCount: 64, fillFraction: 0.5 });
+    const events: string[] = [];
+    let given: GuestMemory | undefined;
+    const h = createHarness(
+      { vm },
+      {
+        prefault: (memory) => {
+          given = memory;
+          events.push(`start ${memory.pageCount}`);
+          return { stop: () => events.push(`stop in ${h.receiver.state}`) };
+        },
+      },
+    );
+    const [, arrived] = await Promise.all([h.sender.run(), h.receiver.done]);
+    expect(events).toEqual(['start 64', 'stop in receiving']);
+    expect(given).toBe(arrived.memory);
+  });
+});
