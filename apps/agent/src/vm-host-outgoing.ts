@@ -18,14 +18,16 @@ import {
   MigrationSender,
   MigrationCancelledError,
   InvalidTransitionError as MigrationInvalidTransitionError,
+  xenRateLimit,
   type CommitDecision,
+  type MigrationSenderPolicy,
   type MigrationSenderReport,
   type SenderRoundStats,
   type SourceVm,
 } from '@ferry/migration';
 import { Vm } from '@ferry/vm';
 import { FERRY_CLOSE } from '@ferry/transport';
-import type { AgentToCoordinatorMessage, MigrationReportWire, MigrationStartMessage } from '@ferry/protocol';
+import type { AgentToCoordinatorMessage, MigrationPolicy, MigrationReportWire, MigrationStartMessage } from '@ferry/protocol';
 import { dialMigration, type OutgoingMigrationChannel } from './migration-server.ts';
 import { encodeEnvelope } from './vm-host-envelope.ts';
 import { VmHostError, type LocalVmHost, type VmEntry } from './vm-host-local.ts';
@@ -121,7 +123,7 @@ export class OutgoingMigrations {
         vm: source,
         vmInfo: { vmId: m.vmId, cpus: e.spec.vcpus },
         channel: ch,
-        policy: m.policy,
+        policy: senderPolicyOf(m.policy),
         commit: (request) => this.awaitDecision(m, out, ch, request.digest),
       });
       out.sender = sender;
@@ -200,6 +202,25 @@ export class OutgoingMigrations {
   }
 }
 
+/**
+ * The sender's policy for an API / wire policy: the four limits as they are, and a `rateLimit`
+ * turned into the engine's per-round hook (`xenRateLimit`, which takes bits per second), so the
+ * sender asks it for every round's rate. Throws MigrationOptionsError on rates the engine refuses.
+ */
+export function senderPolicyOf(policy: Partial<MigrationPolicy>): Partial<MigrationSenderPolicy> {
+  const { rateLimit, ...limits } = policy;
+  if (!rateLimit) return limits;
+  return {
+    ...limits,
+    roundRateLimit: xenRateLimit({
+      startBitsPerSec: rateLimit.startBytesPerSec * 8,
+      stepBitsPerSec: rateLimit.stepBytesPerSec * 8,
+      maxBitsPerSec: rateLimit.maxBytesPerSec * 8,
+      stopBelowBytes: rateLimit.stopBelowBytes,
+    }),
+  };
+}
+
 function roundWire(s: SenderRoundStats): import('@ferry/protocol').MigrationRoundWire {
   return {
     round: s.round,
@@ -214,6 +235,7 @@ function roundWire(s: SenderRoundStats): import('@ferry/protocol').MigrationRoun
     final: s.final,
     durationMs: s.durationMs,
     zeroPagesSent: s.zeroPagesSent,
+    endedAtMs: performance.timeOrigin + performance.now(), // called from the round event, as the round ends
   };
 }
 

@@ -35,7 +35,10 @@ import {
   type ApiErrorInfo,
   type Migration,
   type MigrationFinishedMessage,
+  type MigrationRoundWire,
   type MigrationStartMessage,
+  type MigrationTimeline,
+  type TimelineRound,
   type MigrationPolicy,
   type MigrationReport,
   type MigrationState,
@@ -150,6 +153,17 @@ interface Record_ {
   destinationDone: boolean;
   /** The source reported a broken stream; the verdict waits for the destination's link (not persisted). */
   streamFailure?: PendingStreamFailure;
+  /** Step times, ms since startedAtMs (see MigrationTimeline; `committedMs` comes from committedAtMs). Absent in old journals. */
+  timeline?: TimelineStamps;
+}
+
+/** What the coordinator stamps itself (MigrationTimeline minus the commit, which committedAtMs holds). */
+interface TimelineStamps {
+  reservedMs?: number;
+  rounds: TimelineRound[];
+  readyMs?: number;
+  activatedMs?: number;
+  finishedMs?: number;
 }
 
 interface PendingStreamFailure {
@@ -231,9 +245,11 @@ export class MigrationOrchestrator implements CoordinatorModule {
         this.onProgress(hostId, message.migrationId, message.round);
         return true;
       case 'migration-ready':
+        this.stampFrom(hostId, ['from', 'to'], message.migrationId, 'readyMs');
         this.onReady(hostId, message.migrationId);
         return true;
       case 'migration-finished':
+        if (message.role === 'destination' && message.outcome === 'completed') this.stampFrom(hostId, ['to'], message.migrationId, 'activatedMs');
         this.onFinished(hostId, message);
         return true;
       default:
@@ -324,6 +340,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
       placementClaimed: true,
       live: true,
       destinationDone: false,
+      timeline: { rounds: [] },
     };
     this.records.set(r.id, r);
     this.directory.setState(r.vm, 'migrating');
@@ -429,6 +446,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
         ctx.agents.releaseReservation(r.to, r.id);
         return;
       }
+      this.stamp(r, 'reservedMs');
       ctx.events.emit('migration-reserved', this.refs(r), { to: r.to, expiresAtMs: reservation.expiresAtMs });
       log.info({ event: 'migration-reserved', to: r.to }, 'destination reserved');
       r.state = 'precopy';
@@ -458,7 +476,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
     }
   }
 
-  private onProgress(hostId: string, migrationId: string, round: RoundStats & { final?: boolean }): void {
+  private onProgress(hostId: string, migrationId: string, round: MigrationRoundWire): void {
     const r = this.records.get(migrationId);
     if (!r || r.from !== hostId || FINAL_MIGRATION_STATES.includes(r.state)) return;
     const stats: RoundStats = {
@@ -473,6 +491,8 @@ export class MigrationOrchestrator implements CoordinatorModule {
       pagesLeft: round.pagesLeft,
     };
     r.rounds.push(stats);
+    const endMs = (round.endedAtMs ?? Date.now()) - r.startedAtMs;
+    (r.timeline ??= { rounds: [] }).rounds.push({ round: round.round, final: round.final, startMs: Math.max(0, endMs - round.durationMs), endMs });
     if (r.state === 'reserving') r.state = 'precopy';
     this.context().events.emit('migration-round-completed', this.refs(r), stats);
     if (round.final && r.state === 'precopy') {
@@ -600,6 +620,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
   private finish(r: Record_, outcome: 'completed' | 'failed' | 'cancelled', error?: ApiErrorInfo, vmState?: VmState, report?: MigrationReportDetail): void {
     const ctx = this.context();
     r.state = outcome;
+    this.stamp(r, 'finishedMs');
     if (error) r.error = error;
     if (report) r.report = report;
     if (r.placementClaimed) {
@@ -707,7 +728,32 @@ export class MigrationOrchestrator implements CoordinatorModule {
       ...(r.report ? { report: r.report } : {}),
       ...(r.error ? { error: r.error } : {}),
       startedAt: r.startedAt,
+      ...(r.timeline ? { timeline: this.timelineOf(r, r.timeline) } : {}),
     };
+  }
+
+  /** The API's timeline: the stamps plus the commit time. */
+  private timelineOf(r: Record_, t: TimelineStamps): MigrationTimeline {
+    return {
+      ...(t.reservedMs !== undefined ? { reservedMs: t.reservedMs } : {}),
+      rounds: t.rounds.map((x) => ({ ...x })),
+      ...(t.readyMs !== undefined ? { readyMs: t.readyMs } : {}),
+      ...(r.committedAtMs !== undefined ? { committedMs: r.committedAtMs - r.startedAtMs } : {}),
+      ...(t.activatedMs !== undefined ? { activatedMs: t.activatedMs } : {}),
+      ...(t.finishedMs !== undefined ? { finishedMs: t.finishedMs } : {}),
+    };
+  }
+
+  /** Records when `step` first happened (ms since the start); later repeats (re-sent messages) keep the first time. */
+  private stamp(r: Record_, step: 'reservedMs' | 'readyMs' | 'activatedMs' | 'finishedMs'): void {
+    const t = (r.timeline ??= { rounds: [] });
+    t[step] ??= Date.now() - r.startedAtMs;
+  }
+
+  /** `stamp` for a message from `hostId` when that host is one of the migration's `sides` (ready: before the migration is final). */
+  private stampFrom(hostId: string, sides: readonly ('from' | 'to')[], migrationId: string, step: 'readyMs' | 'activatedMs'): void {
+    const r = this.records.get(migrationId);
+    if (r && sides.some((side) => r[side] === hostId) && (step === 'activatedMs' || !FINAL_MIGRATION_STATES.includes(r.state))) this.stamp(r, step);
   }
 
   private refs(r: Record_): { vm: string; migration: string; host: string } {

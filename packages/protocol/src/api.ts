@@ -320,7 +320,7 @@ export interface MigrationReport {
   readonly digestVerified: boolean;
 }
 
-/** One round in a MigrationTimeline: `endMs` when its progress reached the coordinator, `startMs` that minus the round's duration as the source measured it. */
+/** One round in a MigrationTimeline: `endMs` when it ended on the source's clock (when the source reports it; else when its progress reached the coordinator), `startMs` that minus the round's duration as the source measured it. */
 export interface TimelineRound {
   readonly round: number;
   /** The stop-and-copy round (the VM is paused while it runs). */
@@ -330,8 +330,9 @@ export interface TimelineRound {
 }
 
 /**
- * When each step of a migration happened, in ms since its `startedAt`, stamped by the coordinator
- * as the agents' messages arrived (so each includes one loopback-or-LAN message latency). Fields
+ * When each step of a migration happened, in ms since its `startedAt`: round ends on the source's
+ * clock (hosts' clocks are assumed in sync, as on one machine or under NTP), every other step
+ * stamped by the coordinator as the agent's message arrived (so it includes one message latency). Fields
  * appear as the steps happen. The phases of the Xen paper's timeline follow from it:
  * setup `[0, rounds[0].startMs]`, pre-copy round k `[startMs, endMs]` of each non-final round,
  * stop-and-copy `[final round's startMs, readyMs]` (the source pauses as it begins; the destination

@@ -167,6 +167,7 @@ function round(raw: RawMessage): MigrationRoundWire {
     final: field.boolean(r, 'final'),
     durationMs: field.number(r, 'durationMs', 0),
     zeroPagesSent: field.integer(r, 'zeroPagesSent'),
+    ...(has(r, 'endedAtMs') ? { endedAtMs: field.number(r, 'endedAtMs', 0) } : {}),
   };
 }
 

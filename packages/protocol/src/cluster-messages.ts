@@ -141,6 +141,8 @@ export interface MigrationRoundWire extends RoundStats {
   readonly final: boolean;
   readonly durationMs: number;
   readonly zeroPagesSent: number;
+  /** When the round ended on the source's clock (epoch ms, `performance.timeOrigin + performance.now()`); the coordinator's timeline uses it over the message's arrival, which the source's busy event loop delays. Optional. */
+  readonly endedAtMs?: number;
 }
 
 /** The source's final account of a migration (engine MigrationSenderReport without per-round detail). */
