@@ -41,6 +41,8 @@ export interface MigrationClusterOptions {
   readonly logLevel?: string;
   /** Extra command-line flags for an agent (e.g. `--advertise-host` to route its migration port through a proxy). */
   readonly agentArgs?: (hostId: string) => readonly string[];
+  /** Extra environment of the first coordinator process (e.g. `{ FERRY_FAILPOINTS: 'crash-after-commit-record' }`); a restart takes its own. */
+  readonly coordinatorEnv?: NodeJS.ProcessEnv;
 }
 
 /** An agent process of the cluster. */
@@ -59,8 +61,12 @@ export interface MigrationCluster {
   agents(): ClusterAgent[];
   /** Starts (or restarts) an agent; resolves once it registered. */
   startAgent(hostId: string): Promise<ClusterAgent>;
-  /** Kills the coordinator (SIGKILL by default) and starts it again on the same port and state dir. */
-  restartCoordinator(signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Kills the coordinator (SIGKILL by default; a no-op when it already died) and starts it again on
+   * the same port and state dir, with `options.env` as its extra environment (default none: a
+   * failpoint of the first process is not re-armed).
+   */
+  restartCoordinator(signal?: NodeJS.Signals, options?: { env?: NodeJS.ProcessEnv }): Promise<void>;
   /** Authenticated JSON request to the coordinator; throws with `status` and `body` on non-2xx. */
   api<T = unknown>(method: string, path: string, body?: unknown): Promise<T>;
   /** Creates a VM with an exact spec on `host` (POST /api/v1/lab/vms). */
@@ -95,7 +101,7 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
     '--log-level', logLevel,
     ...(options.decisionTimeoutMs !== undefined ? ['--decision-timeout-ms', String(options.decisionTimeoutMs)] : []),
   ];
-  let coord = await spawnTs(COORDINATOR_MAIN, coordArgs(0), { readyEvent: 'coordinator-ready' });
+  let coord = await spawnTs(COORDINATOR_MAIN, coordArgs(0), { readyEvent: 'coordinator-ready', ...(options.coordinatorEnv ? { env: options.coordinatorEnv } : {}) });
   const port = coord.ready['port'] as number;
   const token = coord.ready['token'] as string;
   const url = `http://127.0.0.1:${port}`;
@@ -168,10 +174,10 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
     },
     agents: () => [...agents.values()],
     startAgent,
-    async restartCoordinator(signal = 'SIGKILL') {
+    async restartCoordinator(signal = 'SIGKILL', o = {}) {
       coord.kill(signal);
       await coord.exited;
-      coord = await spawnTs(COORDINATOR_MAIN, coordArgs(port), { readyEvent: 'coordinator-ready' });
+      coord = await spawnTs(COORDINATOR_MAIN, coordArgs(port), { readyEvent: 'coordinator-ready', ...(o.env ? { env: o.env } : {}) });
     },
     api,
     createVm: (host, spec, o = {}) => api<VmReport>('POST', '/api/v1/lab/vms', { host, spec, ...(o.image !== undefined ? { image: o.image } : {}), start: o.start ?? true }),

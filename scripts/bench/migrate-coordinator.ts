@@ -6,10 +6,12 @@
 //  [--failure-timeout-ms 600] [--log-level warn]`
 // Prints one JSON line on stdout when ready: `{"event":"coordinator-ready","port":N,"url":…,"token":…,"stateDir":…,"pid":…}`.
 // SIGINT/SIGTERM close gracefully. `pnpm bench migrate-coordinator` runs it too.
+// Env `FERRY_FAILPOINTS` (fault tests only): comma-separated failpoints where the process crashes
+// itself with SIGKILL, e.g. `crash-after-commit-record` (apps/coordinator/src/failpoints.ts).
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startCoordinator, createMigrationLab, createLogger } from '../../apps/coordinator/src/index.ts';
+import { startCoordinator, createMigrationLab, createLogger, failpointHooks } from '../../apps/coordinator/src/index.ts';
 
 /** Starts the lab coordinator with `args` (flags above) and keeps it running until a signal. */
 export async function main(args: string[]): Promise<void> {
@@ -28,6 +30,7 @@ export async function main(args: string[]): Promise<void> {
   const stateDir = resolve(values['state-dir'] ?? '.ferry/migrate-lab');
   const { modules } = createMigrationLab({
     journalPath: join(stateDir, 'migrations.journal.json'),
+    ...failpointHooks(process.env['FERRY_FAILPOINTS']),
     ...(values['decision-timeout-ms'] !== undefined ? { decisionTimeoutMs: Number(values['decision-timeout-ms']) } : {}),
   });
   const logger = createLogger('coordinator', values['log-level'] ?? 'warn');

@@ -248,6 +248,8 @@ export interface CloudModulesOptions extends CloudModuleOptions {
   /** Migration reservation lifetime and decision timeout (see MigrationOrchestratorOptions). */
   readonly reservationTtlMs?: number;
   readonly decisionTimeoutMs?: number;
+  /** Failpoint hook (see failpoints.ts); main.ts sets it from FERRY_FAILPOINTS. */
+  readonly afterCommitRecorded?: (migrationId: string) => void;
 }
 
 /**
@@ -261,6 +263,7 @@ export function createCloudModules(options: CloudModulesOptions): { cloud: Cloud
     journalPath: join(options.stateDir, 'migrations.journal.json'),
     ...(options.reservationTtlMs !== undefined ? { reservationTtlMs: options.reservationTtlMs } : {}),
     ...(options.decisionTimeoutMs !== undefined ? { decisionTimeoutMs: options.decisionTimeoutMs } : {}),
+    ...(options.afterCommitRecorded !== undefined ? { afterCommitRecorded: options.afterCommitRecorded } : {}),
   });
   cloud.useMigrations(migrations);
   return { cloud, migrations, modules: [cloud, migrations] };

@@ -26,3 +26,5 @@ export type { DrainLimits } from './drain.ts';
 export { RegistryVmDirectory, migrationStarterOf } from './vms-directory.ts';
 export { INSTANCE_USER, workloadWireOf } from './vms-run.ts';
 export { ReportedVmDirectory, MigrationLabModule, createMigrationLab } from './migrations-lab.ts';
+export { failpointHooks, parseFailpoints, FAILPOINT_NAMES } from './failpoints.ts';
+export type { FailpointName } from './failpoints.ts';

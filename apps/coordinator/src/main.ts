@@ -7,6 +7,8 @@
  * Prints one JSON line on stdout when ready: `{"event":"coordinator-ready","port":N,"url":…,"stateDir":…}`
  * (the token is in `<stateDir>/token`); logs go to stderr. SIGINT/SIGTERM close gracefully.
  * Bad flags: a message on stderr and exit code 2.
+ * Env `FERRY_FAILPOINTS` (fault tests only): comma-separated failpoints where the process crashes
+ * itself with SIGKILL, e.g. `crash-after-commit-record` (see failpoints.ts); an unknown name exits 2.
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -15,6 +17,7 @@ import { startCoordinator } from './coordinator.ts';
 import { createCloudModules } from './cloud.ts';
 import { isStrategyName } from './placement.ts';
 import { createLogger } from './logger.ts';
+import { failpointHooks } from './failpoints.ts';
 
 function fail(message: string): never {
   process.stderr.write(`coordinator: ${message}\n`);
@@ -53,7 +56,14 @@ if (port > 65535) fail(`--port must be ≤ 65535, got ${port}`);
 const strategy = values.placement ?? 'best-fit';
 if (!isStrategyName(strategy)) fail(`--placement must be one of ${STRATEGIES.join(', ')}, got "${strategy}"`);
 const stateDir = resolve(values['state-dir'] ?? '.ferry');
+let failpoints: ReturnType<typeof failpointHooks> = {};
+try {
+  failpoints = failpointHooks(process.env['FERRY_FAILPOINTS']);
+} catch (err) {
+  fail((err as Error).message);
+}
 const { modules } = createCloudModules({
+  ...failpoints,
   stateDir,
   strategy,
   drain: {
