@@ -66,6 +66,17 @@ export class DirtyLog {
     return n;
   }
 
+  /**
+   * A copy of the "ever written" map as bytes: page p is bit (p & 7) of byte p >> 3 (the word
+   * bitmap's own layout on a little-endian machine, which every Node platform Ferry runs on is).
+   * A migration sends it ahead of round 1 so the destination can pre-fault exactly those pages.
+   */
+  everWrittenBitmap(): Uint8Array {
+    const words = new Int32Array(this.words.length);
+    for (let w = 0; w < words.length; w++) words[w] = this.everWords[w]! | Atomics.load(this.words, w);
+    return new Uint8Array(words.buffer, 0, Math.ceil(this.pageCount / 8));
+  }
+
   /** Number of pages ever written (see isEverWritten). */
   countEverWritten(): number {
     let n = 0;

@@ -24,6 +24,15 @@ describe('startPrefault', () => {
     expect(process.memoryUsage().rss - rssBefore).toBeGreaterThan(64 * MiB);
   });
 
+  it('touches only the pages its map names', async () => {
+    const memory = GuestMemory.ofBytes(128 * MiB);
+    const map = new Uint8Array(memory.pageCount / 8);
+    for (let p = 0; p < memory.pageCount; p += 64) map[p >> 3]! |= 1 << (p & 7); // 1 page in 64: 2 MiB
+    const rssBefore = process.memoryUsage().rss;
+    await startPrefault(memory, map).done;
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(24 * MiB);
+  });
+
   it('stop() ends the walk early and resolves; calling it again is harmless', async () => {
     const memory = GuestMemory.ofBytes(256 * MiB);
     const prefault = startPrefault(memory);

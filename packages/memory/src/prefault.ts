@@ -26,19 +26,24 @@ const { workerData } = require('node:worker_threads');
 const words = new Int32Array(workerData.buffer);
 const stop = new Int32Array(workerData.stop);
 const pageInts = workerData.pageInts;
+const map = workerData.pages;
 for (let p = workerData.pageCount - 1; p >= 0; p--) {
   if ((p & 255) === 0 && Atomics.load(stop, 0) !== 0) break;
+  if (map !== undefined && (map[p >> 3] & (1 << (p & 7))) === 0) continue;
   Atomics.add(words, p * pageInts, 0);
 }
 `;
 
-/** Starts pre-faulting all of `memory` (its buffer must be a SharedArrayBuffer, as GuestMemory's is). */
-export function startPrefault(memory: GuestMemory): Prefault {
+/**
+ * Starts pre-faulting `memory` (a GuestMemory: its buffer is a SharedArrayBuffer): every page, or
+ * only those set in `pages` (page p = bit (p & 7) of byte p >> 3; DirtyLog.everWrittenBitmap).
+ */
+export function startPrefault(memory: GuestMemory, pages?: Uint8Array): Prefault {
   const stopFlag = new SharedArrayBuffer(4);
   const worker = new Worker(PREFAULT_WORKER_SOURCE, {
     eval: true,
     execArgv: [],
-    workerData: { buffer: memory.buffer, stop: stopFlag, pageCount: memory.pageCount, pageInts: PAGE_SIZE_BYTES / 4 },
+    workerData: { buffer: memory.buffer, stop: stopFlag, pageCount: memory.pageCount, pageInts: PAGE_SIZE_BYTES / 4, pages },
   });
   worker.unref();
   const done = new Promise<void>((resolve) => {

@@ -51,22 +51,27 @@ describe('receiver commit() on the commit point\'s word', () => {
     await Promise.all([h.sender.run(), h.receiver.done]);
   });
 
-  it('starts the prefault hook on the fresh memory and stops it once the last round is in', async () => {
+  it('starts the prefault hook in round 1 with the source\'s page map and stops it once the last round is in', async () => {
     const vm = new FakeVm({ pageCount: 64, fillFraction: 0.5 });
     const events: string[] = [];
     let given: GuestMemory | undefined;
+    let map: Uint8Array | undefined;
     const h = createHarness(
       { vm },
       {
-        prefault: (memory) => {
+        prefault: (memory, pages) => {
           given = memory;
-          events.push(`start ${memory.pageCount}`);
+          map = pages;
+          events.push(`start ${memory.pageCount} in round ${h.receiver.receiverStats.rounds + 1}`);
           return { stop: () => events.push(`stop in ${h.receiver.state}`) };
         },
       },
     );
     const [, arrived] = await Promise.all([h.sender.run(), h.receiver.done]);
-    expect(events).toEqual(['start 64', 'stop in receiving']);
+    expect(events).toEqual(['start 64 in round 1', 'stop in receiving']);
     expect(given).toBe(arrived.memory);
+    // The map is the source's "ever written" pages: exactly what round 1 could send.
+    for (let p = 0; p < 64; p++) expect(((map![p >> 3]! >> (p & 7)) & 1) === 1, `page ${p}`).toBe(vm.dirtyLog.isEverWritten(p));
+    expect(map!.some((b) => b !== 0)).toBe(true);
   });
 });

@@ -124,6 +124,22 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     await refused(receiver, 'FERRY_ERR_FRAME_PAGE_RANGE');
   });
 
+  it('a page map of the wrong size, or outside round 1: FERRY_ERR_MIGRATION_UNEXPECTED, nothing kept', async () => {
+    for (const start of [
+      { type: 'start-round', round: 1, final: false, pageMap: new Uint8Array(PAGES / 8 + 1).fill(255) }, // claims pages past the end
+      { type: 'start-round', round: 1, final: false, pageMap: new Uint8Array(3) },
+      { type: 'start-round', round: 1, final: true, pageMap: new Uint8Array(PAGES / 8) },
+    ] as const) {
+      const { peer, receiver, replies, activated } = setup();
+      peer.send(hello);
+      while (replies.length === 0) await new Promise((r) => setTimeout(r, 1));
+      peer.send(start);
+      await refused(receiver, 'FERRY_ERR_MIGRATION_UNEXPECTED');
+      expect(receiver.hasMemory).toBe(false);
+      expect(activated()).toBe(false);
+    }
+  });
+
   it('an oversized frame: FERRY_ERR_FRAME_TOO_LARGE', async () => {
     const { peer, receiver, replies } = setup();
     await inRound(peer, replies);

@@ -91,11 +91,12 @@ export interface MigrationReceiverOptions {
   /** Clock; default `performance.timeOrigin + performance.now()`. */
   readonly now?: () => number;
   /**
-   * Called with the incoming VM's memory right after it is allocated; what it returns is stopped
-   * once the last round is in (or the migration fails). The agent passes @ferry/memory's
-   * startPrefault so page faults on the fresh memory run on another thread, not in round 1.
+   * Called at the start of round 1 with the fresh memory and the source's page map (the pages
+   * round 1 may send; see StartRoundMessage.pageMap); what it returns is stopped once the last
+   * round is in (or the migration fails). The agent passes @ferry/memory's startPrefault so page
+   * faults on the fresh memory run on another thread, not inside round 1's copy.
    */
-  readonly prefault?: (memory: GuestMemory) => { stop(): unknown };
+  readonly prefault?: (memory: GuestMemory, pages: Uint8Array) => { stop(): unknown };
 }
 
 /**
@@ -203,6 +204,10 @@ export class MigrationReceiver {
         return this.onHello(m);
       case 'start-round':
         if (this.current !== 'receiving' || this.roundOpen || this.finalRound || m.round !== this.round + 1) throw this.unexpected(`start-round ${m.round}`);
+        if (m.pageMap) {
+          if (m.round !== 1 || m.final || m.pageMap.byteLength !== Math.ceil(this.memory!.pageCount / 8)) throw this.unexpected(`a page map of ${m.pageMap.byteLength} bytes in round ${m.round}`);
+          this.prefaulting = this.options.prefault?.(this.memory!, m.pageMap);
+        }
         this.round = m.round;
         this.finalRound = m.final;
         this.roundOpen = true;
@@ -280,7 +285,6 @@ export class MigrationReceiver {
     this.words = new Int32Array(this.memory.buffer);
     this.tracker = new PageSumTracker(hello.pageCount);
     this.nonZero = new Uint8Array(hello.pageCount);
-    this.prefaulting = this.options.prefault?.(this.memory);
     this.current = 'receiving';
     this.channel.send({ type: 'hello-accepted', protocolVersion: MIGRATION_PROTOCOL_VERSION });
   }

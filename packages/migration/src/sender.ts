@@ -355,7 +355,8 @@ export class MigrationSender {
     const pages = round === 1 && !final ? undefined : dirtyLog.harvest();
     const record: number[] | undefined = this.recordPages ? [] : undefined;
     const rateLimit = this.policy.roundRateLimit ? this.roundRate(round, final) : undefined;
-    this.send({ type: 'start-round', round, final });
+    // Round 1 tells the destination which pages may come, so it pre-faults those and no others.
+    this.send(round === 1 && !final ? { type: 'start-round', round, final, pageMap: dirtyLog.everWrittenBitmap() } : { type: 'start-round', round, final });
     const peek = !final;
     let pagesSent = 0;
     let bytesSent = 0;
@@ -482,6 +483,7 @@ export class MigrationSender {
     this.channel.send(message);
     this.bytesOnWire += 64; // control messages are small; the state blobs are counted below
     if (message.type === 'transfer-state') this.bytesOnWire += message.registers.byteLength + message.devices.byteLength;
+    if (message.type === 'start-round' && message.pageMap) this.bytesOnWire += message.pageMap.byteLength;
   }
 
   /** Resolves with `p`, or rejects as soon as the migration fails. */

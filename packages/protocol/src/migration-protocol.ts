@@ -84,12 +84,13 @@ import type { MessageCodec } from './channel.ts';
 import { MessageInvalidError } from './errors.ts';
 
 /** Version of the migration protocol a sender puts in `hello`. */
-export const MIGRATION_PROTOCOL_VERSION = 2;
+export const MIGRATION_PROTOCOL_VERSION = 3;
 /**
- * Versions a receiver accepts in `hello`. Version 2 added `round-applied`; a version-1 sender
- * would not expect it, so 1 is no longer accepted.
+ * Versions a receiver accepts in `hello`. Version 2 added `round-applied`; version 3 the page map
+ * of round 1 and activation on the coordinator's word (the source's `activate` may come after
+ * `activated`). Older senders would not expect either, so only 3 is accepted.
  */
-export const MIGRATION_PROTOCOL_VERSIONS_ACCEPTED: readonly number[] = [2];
+export const MIGRATION_PROTOCOL_VERSIONS_ACCEPTED: readonly number[] = [3];
 
 /** Largest control message on a migration channel: the device state dominates. */
 export const MIGRATION_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -147,6 +148,12 @@ export interface StartRoundMessage {
   readonly round: number;
   /** True for the stop-and-copy round. */
   readonly final: boolean;
+  /**
+   * Round 1 only: the pages this round may send (the source's "ever written" map), page p = bit
+   * (p & 7) of byte p >> 3, exactly ceil(pageCount / 8) bytes. The receiver pre-faults those pages
+   * and no others; a mostly-zero VM costs it nothing.
+   */
+  readonly pageMap?: Uint8Array;
 }
 
 /** Round `round` is complete; the counts let the receiver check it saw every page. */
@@ -278,7 +285,12 @@ export const SOURCE_MESSAGE_VALIDATORS: MessageValidators<SourceMessage> = {
       pageCount: field.integer(raw, 'pageCount', 1, MIGRATION_MAX_PAGE_COUNT),
     };
   },
-  'start-round': (raw) => ({ type: 'start-round', round: field.integer(raw, 'round', 1, 0xffffffff), final: field.boolean(raw, 'final') }),
+  'start-round': (raw) => ({
+    type: 'start-round',
+    round: field.integer(raw, 'round', 1, 0xffffffff),
+    final: field.boolean(raw, 'final'),
+    ...(raw['pageMap'] === undefined ? {} : { pageMap: field.bytes(raw, 'pageMap', MIGRATION_MAX_PAGE_COUNT / 8) }),
+  }),
   'end-round': (raw) => ({
     type: 'end-round',
     round: field.integer(raw, 'round', 1, 0xffffffff),
