@@ -86,6 +86,30 @@ describe('ferry CLI --json', () => {
     });
     expect(fake.migrations[0]!.policy.bandwidthLimit).toBe(100 * 1024 * 1024);
   });
+
+  it('migrate --rate-limit xen sends Xen rate limiting (paper defaults, or the --rate-* overrides) and show renders it', async () => {
+    expect((await ferry(['migrate', 'vm-1', '--rate-limit', 'xen', '--json'])).status).toBe(EXIT_OK);
+    expect(fake.requests.find((r) => r.path === '/api/v1/migrations' && r.method === 'POST')?.body).toEqual({ vm: 'vm-1', policy: { rateLimit: 'xen' } });
+    expect(fake.migrations[0]!.policy.rateLimit).toEqual({ kind: 'xen', startBytesPerSec: 12_500_000, stepBytesPerSec: 6_250_000, maxBytesPerSec: 62_500_000, stopBelowBytes: 262_144 });
+    const custom = await ferry(['migrate', 'vm-2', '--rate-limit', 'xen', '--rate-start', '200Mbit/s', '--rate-step', '10MiB/s', '--rate-max', '1Gbit/s', '--json']);
+    expect(custom.status, custom.out).toBe(EXIT_OK);
+    expect(fake.migrations[1]!.policy.rateLimit).toMatchObject({ startBytesPerSec: 25_000_000, stepBytesPerSec: 10 * 2 ** 20, maxBytesPerSec: 125_000_000 });
+    const shown = await ferry(['show', fake.migrations[1]!.id]);
+    expect(shown.out).toMatch(/rate limit xen 200 Mbit\/s → 1 Gbit\/s/);
+  });
+
+  it('refuses rate-limit flags that make no sense as usage errors, before any request', async () => {
+    for (const args of [
+      ['--rate-limit', 'qemu'],
+      ['--rate-start', '100Mbit/s'],
+      ['--rate-limit', 'xen', '--rate-start', '600Mbit/s'],
+      ['--rate-limit', 'xen', '--bandwidth', '1G/s'],
+    ]) {
+      const { status } = await ferry(['migrate', 'vm-1', ...args, '--json']);
+      expect(status, args.join(' ')).toBe(EXIT_USAGE);
+    }
+    expect(fake.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+  });
 });
 
 describe('ferry CLI errors', () => {

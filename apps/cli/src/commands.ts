@@ -20,6 +20,7 @@ import { resolveConnection } from './connection.ts';
 import { UsageError } from './errors.ts';
 import { startAndWatchMigration } from './migrate-watch.ts';
 import { registerBenchCommand } from './bench-command.ts';
+import { addRateLimitOptions, rateLimitRequest, type RateLimitFlags } from './policy-options.ts';
 import * as r from './render.ts';
 
 /** Where a command writes and what it may read. The CLI passes process streams and env; the console its own. */
@@ -254,19 +255,20 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
       print(cmd, image, () => r.renderImage(image));
     });
 
-  program
+  const migrate = program
     .command('migrate')
     .argument('[vm]', 'VM id')
     .description('live-migrate a VM (iterative pre-copy); waits for the report')
     .option('--to <host>', 'destination host (default: the coordinator picks)')
     .option('--max-downtime <ms>', 'target downtime', integer('--max-downtime', 1, 600_000))
     .option('--max-rounds <n>', 'most pre-copy rounds', integer('--max-rounds', 1, 1000))
-    .option('--bandwidth <rate>', 'bandwidth limit: 100MiB, 1G/s (default unlimited)')
-    .option('--auto-converge', 'throttle the vCPUs when dirtying outpaces the link')
+    .option('--bandwidth <rate>', 'bandwidth limit: 100MiB, 1G/s, 800Mbit/s (default unlimited)')
+    .option('--auto-converge', 'throttle the vCPUs when dirtying outpaces the link');
+  addRateLimitOptions(migrate)
     .option('--watch', 'show progress per round')
     .option('--no-wait', 'return once the migration has started')
     .option('--cancel <migration>', 'cancel a running migration instead')
-    .action(async (vmId: string | undefined, o: { to?: string; maxDowntime?: number; maxRounds?: number; bandwidth?: string; autoConverge?: boolean; watch?: boolean; wait: boolean; cancel?: string }, cmd: Command) => {
+    .action(async (vmId: string | undefined, o: { to?: string; maxDowntime?: number; maxRounds?: number; bandwidth?: string; autoConverge?: boolean; watch?: boolean; wait: boolean; cancel?: string } & RateLimitFlags, cmd: Command) => {
       const client = clientOf(cmd);
       const json = globals(cmd).json === true;
       if (o.cancel !== undefined) {
@@ -276,12 +278,14 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
         return;
       }
       if (vmId === undefined) throw new UsageError('migrate needs a VM id (or --cancel MIGRATION)');
-      const policy: MigrationPolicyRequest = {
+      let policy: MigrationPolicyRequest = {
         ...(o.maxDowntime !== undefined ? { maxDowntimeMs: o.maxDowntime } : {}),
         ...(o.maxRounds !== undefined ? { maxRounds: o.maxRounds } : {}),
         ...(o.bandwidth !== undefined ? { bandwidthLimit: o.bandwidth } : {}),
         ...(o.autoConverge ? { autoConverge: true } : {}),
       };
+      const rateLimit = rateLimitRequest(o);
+      if (rateLimit !== undefined) policy = { ...policy, rateLimit };
       clientSide(() => validateMigrationPolicy(policy));
       if (!o.wait) {
         const m = await client.post<Migration>(API_ROUTES.migrations, { vm: vmId, ...(o.to ? { to: o.to } : {}), policy });

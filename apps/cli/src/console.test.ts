@@ -20,6 +20,7 @@ const IDS = { vms: ['vm-1', 'vm-2', 'vm-10'], hosts: ['host-1', 'host-2'], image
 describe('console completion', () => {
   it('completes command names in first position', () => {
     expect(completeLine('mi', IDS)).toEqual([['migrate', 'migrations'], 'mi']);
+    expect(completeLine('migrate vm-1 --rate-limit ', IDS)).toEqual([['xen'], '']);
     expect(completeLine('', IDS)[0]).toContain('hosts');
     expect(completeLine('q', IDS)).toEqual([['quit'], 'q']);
   });

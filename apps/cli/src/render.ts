@@ -1,4 +1,4 @@
-import { formatRate, formatSize, type ApiEvent, type Host, type Image, type Migration, type MigrationReport, type RoundStats, type Vm } from '@ferry/protocol';
+import { formatRate, formatSize, type ApiEvent, type Host, type Image, type Migration, type MigrationPolicy, type MigrationReport, type MigrationTimeline, type RoundStats, type Vm } from '@ferry/protocol';
 
 /** Guest page size, to turn VM memory into pages for progress (every Ferry page is 4 KiB). */
 const PAGE_SIZE_BYTES_API = 4096;
@@ -161,8 +161,12 @@ export function renderImage(image: Image): string {
 
 /** The final report of a migration: downtime, total time, rounds, bytes on the wire versus VM size. */
 export function renderReport(report: MigrationReport): string {
+  return renderFields(reportFields(report));
+}
+
+function reportFields(report: MigrationReport): [string, string][] {
   const ratio = report.vmBytes > 0 ? ` (${(report.bytesOnWire / report.vmBytes).toFixed(2)}x VM size)` : '';
-  return renderFields([
+  return [
     ['migration', report.id],
     ['vm', report.vm],
     ['from → to', `${report.from} → ${report.to}`],
@@ -174,20 +178,53 @@ export function renderReport(report: MigrationReport): string {
     ['bytes on wire', `${formatSize(report.bytesOnWire)} of ${formatSize(report.vmBytes)} VM${ratio}`],
     ['zero pages', `${formatCount(report.zeroPagesSkipped)} skipped`],
     ['digest', report.digestVerified ? 'verified' : 'NOT verified'],
-  ]);
+  ];
 }
 
-/** One migration in detail (without a report yet: its rounds so far). */
+/** A rate as links are quoted: `100 Mbit/s` (decimal, as the `--rate-*` flags also accept it). */
+export function formatBitRate(bytesPerSec: number): string {
+  const bits = bytesPerSec * 8;
+  return bits >= 1e9 ? `${+(bits / 1e9).toFixed(2)} Gbit/s` : `${+(bits / 1e6).toFixed(2)} Mbit/s`;
+}
+
+/** A policy on one line: limits, bandwidth or rate limit, auto-converge. */
+export function renderPolicy(p: MigrationPolicy): string {
+  const rate = p.rateLimit
+    ? `rate limit ${p.rateLimit.kind} ${formatBitRate(p.rateLimit.startBytesPerSec)} → ${formatBitRate(p.rateLimit.maxBytesPerSec)} (dirty rate + ${formatBitRate(p.rateLimit.stepBytesPerSec)})`
+    : `bandwidth ${p.bandwidthLimit > 0 ? formatRate(p.bandwidthLimit) : 'unlimited'}`;
+  return `max downtime ${formatMs(p.maxDowntimeMs)}, max rounds ${p.maxRounds}, ${rate}${p.autoConverge ? ', auto-converge' : ''}`;
+}
+
+/** A migration's timeline on one line: pre-copy, stop-and-copy, commitment, activation (ms since its start). */
+export function renderTimeline(t: MigrationTimeline): string {
+  const at = (ms: number | undefined): string => (ms === undefined ? '?' : ms.toFixed(1));
+  const pre = t.rounds.filter((x) => !x.final);
+  const last = t.rounds.find((x) => x.final);
+  const parts = [
+    ...(pre.length > 0 ? [`pre-copy ${at(pre[0]!.startMs)}–${at(pre.at(-1)!.endMs)} (${pre.length} rounds)`] : []),
+    ...(last ? [`stop-and-copy ${at(last.startMs)}–${at(t.readyMs)}`] : []),
+    ...(t.committedMs !== undefined ? [`committed ${at(t.committedMs)}`] : []),
+    ...(t.activatedMs !== undefined ? [`activated ${at(t.activatedMs)}`] : []),
+  ];
+  return parts.length > 0 ? `${parts.join(', ')} ms` : '-';
+}
+
+/** One migration in detail (without a report yet: its rounds so far), with its policy and timeline. */
 export function renderMigration(m: Migration): string {
-  if (m.report) return renderReport(m.report) + (m.error ? `error          ${m.error.code}: ${m.error.message}\n` : '');
+  const head: [string, string][] = m.report
+    ? reportFields(m.report)
+    : [
+        ['migration', m.id],
+        ['vm', m.vm],
+        ['from → to', `${m.from} → ${m.to}`],
+        ['state', m.state],
+        ['rounds', String(m.rounds.length)],
+      ];
   return renderFields([
-    ['migration', m.id],
-    ['vm', m.vm],
-    ['from → to', `${m.from} → ${m.to}`],
-    ['state', m.state],
-    ['rounds', String(m.rounds.length)],
-    ['policy', `max downtime ${formatMs(m.policy.maxDowntimeMs)}, max rounds ${m.policy.maxRounds}, bandwidth ${m.policy.bandwidthLimit > 0 ? formatRate(m.policy.bandwidthLimit) : 'unlimited'}${m.policy.autoConverge ? ', auto-converge' : ''}`],
-    ...(m.error ? [['error', `${m.error.code}: ${m.error.message}`] as const] : []),
+    ...head,
+    ['policy', renderPolicy(m.policy)],
+    ...(m.timeline ? [['timeline', renderTimeline(m.timeline)] as [string, string]] : []),
+    ...(m.error ? [['error', `${m.error.code}: ${m.error.message}`] as [string, string]] : []),
   ]);
 }
 
