@@ -12,7 +12,7 @@
 //   without, it stops at maxRounds (10) and reports the larger downtime.
 // `--case NAME` (repeatable) runs only the named cases, e.g. `--case idle-full-1g`.
 // Each case reports downtime (source pause → destination resume), total time, bandwidth, bytes on
-// the wire vs the VM's non-zero bytes, rounds, digest verification, and both agents' peak RSS.
+// the wire vs the VM's non-zero bytes, rounds, digest verification, and both agents' peak RSS (also as growth over their idle RSS ÷ VM size).
 import { readFileSync } from 'node:fs';
 import type { Migration, MigrationPolicy, VmSpecWire } from '@ferry/protocol';
 import { measureTcpCeiling, measureWsCeiling } from '@ferry/transport';
@@ -49,6 +49,8 @@ export interface MigrateCaseResult {
   readonly stopReasons: string[];
   readonly finalThrottlePercent: number;
   readonly agentRssMaxBytes: number;
+  /** Largest growth of one agent's RSS over its idle RSS before the case (what hosting and migrating the VM cost, without Node's own ~110 MiB). */
+  readonly agentRssOverIdleMaxBytes: number;
   readonly failures: number;
 }
 
@@ -94,6 +96,7 @@ export function rssBytes(pid: number): number {
 /** Runs one case on a running cluster of agents h1 and h2: the VM hops back and forth. */
 export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (line: string) => void = () => {}): Promise<MigrateCaseResult> {
   const vmId = `vm-${c.name}`;
+  const idleRss = new Map(cluster.agents().map((a) => [a.pid, rssBytes(a.pid)]));
   await cluster.createVm('h1', { ...c.spec, id: vmId, memoryBytes: c.vmBytes });
   if (c.fillSteps !== undefined) {
     const start = Date.now();
@@ -101,6 +104,7 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
   }
   const done: Migration[] = [];
   let rssMax = 0;
+  let rssOverIdleMax = 0;
   let at = 'h1';
   let failures = 0;
   for (let i = 0; i < c.runs; i++) {
@@ -115,7 +119,11 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
     }
     const pids = cluster.agents().map((a) => a.pid);
     const sampler = setInterval(() => {
-      for (const pid of pids) rssMax = Math.max(rssMax, rssBytes(pid));
+      for (const pid of pids) {
+        const rss = rssBytes(pid);
+        rssMax = Math.max(rssMax, rss);
+        rssOverIdleMax = Math.max(rssOverIdleMax, rss - (idleRss.get(pid) ?? rss));
+      }
     }, 25);
     let final: Migration;
     try {
@@ -155,6 +163,7 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
     stopReasons: [...new Set(detail.map((d) => d.stopReason))],
     finalThrottlePercent: Math.max(0, ...detail.map((d) => d.finalThrottlePercent)),
     agentRssMaxBytes: rssMax,
+    agentRssOverIdleMaxBytes: rssOverIdleMax,
     failures,
   };
 }
@@ -164,7 +173,7 @@ const fmtR = (b: number): string => `${(b / 1e9).toFixed(2)} GB/s`;
 
 /** The table printed by default. */
 export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsBytesPerSec: number }; cases: MigrateCaseResult[] }): string {
-  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max']];
+  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max', 'over idle / VM']];
   for (const c of result.cases) {
     rows.push([
       c.name,
@@ -179,6 +188,7 @@ export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsByte
       c.stopReasons.join(','),
       String(c.digestVerified),
       fmtB(c.agentRssMaxBytes),
+      `${(c.agentRssOverIdleMaxBytes / c.vmBytes).toFixed(3)}×`,
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
