@@ -4,19 +4,16 @@
 // VM through both agents' `/probe` WebSockets every millisecond (apps/agent/src/probe.ts).
 //
 // What crosses the API decides what is measured here: the hypervisor downtime, rounds, bytes and
-// stop reason come from the coordinator's migration report; the guest figure is the largest jump
-// of the guest's own heartbeat between consecutive probe replies (its step gap plus at most one
-// time slice); round durations are not in the API, so the timeline spreads pre-copy over the
-// rounds in proportion to their bytes. Cells the API cannot express (Xen rate limiting) and WWS
-// sampling (no lab route for it) run in-process and are marked so.
-import { once } from 'node:events';
+// stop reason come from the coordinator's migration report, the policy (Xen's rate limiting too)
+// goes in the migrate request, and the timeline comes from the migration's `timeline` (round times
+// on the source's clock, ready / commit / activation stamped by the coordinator); the guest figure
+// is the largest jump of the guest's own heartbeat between consecutive probe replies (its step gap
+// plus at most one time slice). WWS sampling (no lab route for it) runs in-process.
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import type { LabMode, LabPhase, LabRound, LabRun } from '@ferry/lab';
+import { ProbeRecorder, probeDowntimes, timelinePhases, type LabPhase, type LabRound, type LabRun } from '@ferry/lab';
 import type { Migration, MigrationReport, VmSpecWire } from '@ferry/protocol';
 import type { WwsSampling } from '@ferry/vm';
 import type { LabDriver } from './lab-driver.ts';
-import { clientGapMs, probeLatencyMs } from './lab-driver.ts';
 import type { LabCellSpec } from './lab-matrix.ts';
 import { LAB_INNER_KINDS } from './lab-workload.ts';
 import { startMigrationCluster, type MigrationCluster } from './migrate-cluster.ts';
@@ -45,7 +42,7 @@ export function agentSpec(cell: LabCellSpec, id: string): VmSpecWire {
   };
 }
 
-/** Runs lab cells between two agent processes; `fallback` runs what the API cannot express. */
+/** Runs lab cells between two agent processes; `fallback` samples writable working sets. */
 export class AgentsDriver implements LabDriver {
   readonly mode = 'multi-process' as const;
   readonly probeIntervalMs = PROBE_INTERVAL_MS;
@@ -54,7 +51,7 @@ export class AgentsDriver implements LabDriver {
 
   private constructor(
     private readonly cluster: MigrationCluster,
-    private readonly probe: Worker,
+    private readonly probe: ProbeRecorder,
     readonly fallback: LabDriver,
   ) {}
 
@@ -84,9 +81,7 @@ export class AgentsDriver implements LabDriver {
       await cluster.createVm('h1', { id: warm, name: warm, vcpus: 1, memoryBytes: 16 << 20, workload: { kind: 'module', modulePath: WORKLOAD_MODULE, rate: 1000, params: { inner: 2, fill: 1, hotsetPages: 256 } } });
       for (const to of ['h2', 'h1']) await cluster.waitMigration((await cluster.migrate(warm, { to })).id);
       for (const action of ['stop', 'delete']) await cluster.api('POST', `/api/v1/lab/vms/${warm}/action`, { action }).catch(() => {});
-      const probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: cluster.token, intervalMs: PROBE_INTERVAL_MS, protocol: 'agent' } });
-      const [first] = (await once(probe, 'message')) as [{ type: string; message?: string }];
-      if (first.type !== 'ready') throw new Error(`probe client failed: ${first.message}`);
+      const probe = await ProbeRecorder.start({ urls, token: cluster.token, intervalMs: PROBE_INTERVAL_MS });
       return new AgentsDriver(cluster, probe, fallback);
     } catch (err) {
       await cluster.stop();
@@ -94,17 +89,7 @@ export class AgentsDriver implements LabDriver {
     }
   }
 
-  /** Whether the API can express the cell (Xen rate limiting cannot cross it yet). */
-  supports(cell: LabCellSpec): boolean {
-    return cell.policy.xen === undefined;
-  }
-
-  modeFor(cell: LabCellSpec): LabMode {
-    return this.supports(cell) ? 'multi-process' : 'in-process';
-  }
-
   async runOnce(cell: LabCellSpec): Promise<LabRun> {
-    if (!this.supports(cell)) return this.fallback.runOnce(cell);
     const id = `lab-${process.pid}-${++this.seq}`;
     // Alternate the direction so neither agent accumulates work.
     const from = HOSTS[this.next % 2]!;
@@ -120,19 +105,22 @@ export class AgentsDriver implements LabDriver {
         await sleep(100);
       }
       await sleep(cell.warmMs);
-      this.probe.postMessage({ type: 'start', vm: id, target: HOSTS.indexOf(from) });
+      this.probe.begin(id, HOSTS.indexOf(from));
       await sleep(20);
       const startMs = now();
       const started = await this.cluster.migrate(id, { to, policy: cell.policy.sender });
-      const m = await this.cluster.waitMigration(started.id);
+      let m = await this.cluster.waitMigration(started.id);
       if (m.state !== 'completed' || !m.report) throw new Error(`lab migration ${m.id} ${m.state}: ${m.error?.message ?? 'no report'}`);
       const endMs = now();
       await sleep(50);
-      const reply = once(this.probe, 'message') as Promise<[{ atMs: Float64Array; heartbeats: Float64Array }]>;
-      this.probe.postMessage({ type: 'stop' });
-      const [probe] = await reply;
-      const to40 = endMs + 40;
-      return runFromApi(m, m.report as FullReport, { client: clientGapMs(probe.atMs, startMs, to40), guest: heartbeatJumpMs(probe.atMs, probe.heartbeats, startMs, to40), latency: probeLatencyMs(probe.atMs, probe.heartbeats, startMs, to40) });
+      const probe = await this.probe.end();
+      // The destination's report (the activation stamp) may trail the source's.
+      for (let i = 0; i < 20 && m.timeline && m.timeline.activatedMs === undefined; i++) {
+        await sleep(25);
+        m = await this.cluster.api<Migration>('GET', `/api/v1/migrations/${encodeURIComponent(m.id)}`);
+      }
+      const d = probeDowntimes(probe, startMs, endMs + 40);
+      return runFromApi(m, m.report as FullReport, { client: d.clientMs, guest: d.guestMs, latency: d.latencyMs });
     } finally {
       // Stop and delete: a stopped VM still holds its host's memory reservation.
       for (const action of ['stop', 'delete']) await this.cluster.api('POST', `/api/v1/lab/vms/${encodeURIComponent(id)}/action`, { action }).catch(() => {});
@@ -144,53 +132,35 @@ export class AgentsDriver implements LabDriver {
   }
 
   async close(): Promise<void> {
-    await this.probe.terminate();
+    await this.probe.close();
     await this.cluster.stop();
     await this.fallback.close();
   }
 }
 
-/** The largest jump of the guest's heartbeat between consecutive probe replies received in [fromMs, toMs]. */
-export function heartbeatJumpMs(atMs: ArrayLike<number>, heartbeats: ArrayLike<number>, fromMs: number, toMs: number): number {
-  let last: number | undefined;
-  let jump = 0;
-  for (let i = 0; i < atMs.length; i++) {
-    if (atMs[i]! < fromMs || atMs[i]! > toMs) continue;
-    const hb = heartbeats[i]!;
-    if (last !== undefined && hb > last) jump = Math.max(jump, hb - last);
-    if (last === undefined || hb > last) last = hb;
-  }
-  return jump;
-}
-
-/** A LabRun from the coordinator's migration (API rounds have no durations: pre-copy time is spread by bytes). */
+/** A LabRun from the coordinator's migration: figures from its report, round durations and phases from its timeline. */
 function runFromApi(m: Migration, r: FullReport, measured: { client: number | undefined; guest: number; latency: number | undefined }): LabRun {
-  const rounds: LabRound[] = m.rounds.map((s, i) => ({
-    round: s.round,
-    final: i === m.rounds.length - 1,
-    durationMs: 0,
-    pagesSent: s.pagesSent,
-    bytesSent: s.bytesSent,
-    dirtyPages: s.dirtyPages,
-    pagesRedirtied: 0,
-    throttlePercent: s.throttlePercent,
-    bandwidthBytesPerSec: s.bandwidthBytesPerSec,
-  }));
-  const pre = rounds.filter((x) => !x.final);
-  const precopyMs = Math.max(0, r.totalMs - r.setupMs - r.downtimeMs);
-  const preBytes = pre.reduce((a, x) => a + x.bytesSent, 0);
-  const phases: LabPhase[] = [{ name: 'setup', startMs: 0, endMs: r.setupMs }];
-  let t = r.setupMs;
-  const timed = rounds.map((x) => {
-    if (x.final) return { ...x, durationMs: r.downtimeMs };
-    const d = preBytes > 0 ? (precopyMs * x.bytesSent) / preBytes : 0;
-    phases.push({ name: 'pre-copy', startMs: t, endMs: t + d, round: x.round });
-    t += d;
-    return { ...x, durationMs: d };
+  if (!m.timeline) throw new Error(`migration ${m.id} has no timeline (a coordinator from before timelines?)`);
+  const times = new Map(m.timeline.rounds.map((x) => [x.round, x]));
+  const rounds: LabRound[] = m.rounds.map((s) => {
+    const t = times.get(s.round);
+    return {
+      round: s.round,
+      final: t?.final ?? false,
+      durationMs: t ? t.endMs - t.startMs : 0,
+      pagesSent: s.pagesSent,
+      bytesSent: s.bytesSent,
+      dirtyPages: s.dirtyPages,
+      pagesRedirtied: 0,
+      throttlePercent: s.throttlePercent,
+      bandwidthBytesPerSec: s.bandwidthBytesPerSec,
+    };
   });
-  // The API does not split the downtime: one span from the pause to the resume.
-  phases.push({ name: 'stop-and-copy', startMs: t, endMs: t + r.downtimeMs });
+  const pre = rounds.filter((x) => !x.final);
+  const precopyMs = pre.reduce((a, x) => a + x.durationMs, 0);
+  const preBytes = pre.reduce((a, x) => a + x.bytesSent, 0);
   const dirtyPre = pre.reduce((a, x) => a + x.dirtyPages, 0);
+  const phases: LabPhase[] = timelinePhases(m.timeline);
   return {
     hypervisorDowntimeMs: r.downtimeMs,
     guestDowntimeMs: measured.guest,
@@ -207,7 +177,7 @@ function runFromApi(m: Migration, r: FullReport, measured: { client: number | un
     digestVerified: r.digestVerified,
     bandwidthBytesPerSec: precopyMs > 0 ? preBytes / (precopyMs / 1000) : 0,
     dirtyRatePagesPerSec: precopyMs > 0 ? dirtyPre / (precopyMs / 1000) : 0,
-    roundStats: timed,
+    roundStats: rounds,
     phases,
     ...(measured.latency !== undefined ? { probeLatencyMs: measured.latency } : {}),
   };

@@ -1,5 +1,5 @@
-// What the lab needs of a way to migrate VMs (in-process now; between agent processes when that
-// path exists), and the measurements every driver shares.
+// What the lab needs of a way to migrate VMs (in-process, or between agent processes), and the
+// in-process measurements (the probe-reply gaps both drivers use are in @ferry/lab).
 import type { GuestMemory } from '@ferry/memory';
 import type { SenderRoundStats, SenderState } from '@ferry/migration';
 import type { LabMode, LabPhase, LabRun } from '@ferry/lab';
@@ -15,8 +15,6 @@ export interface LabDriver {
   runOnce(cell: LabCellSpec): Promise<LabRun>;
   /** Boots a fresh VM of the cell, warms it, samples its writable working set, and cleans up. */
   sampleWws(cell: LabCellSpec, samples: number, intervalMs: number): Promise<WwsSampling>;
-  /** The mode a cell actually runs in, when it differs from `mode` (a driver may delegate cells it cannot run). */
-  modeFor?(cell: LabCellSpec): LabMode;
   close(): Promise<void>;
 }
 
@@ -37,36 +35,6 @@ export function guestGapReset(memory: GuestMemory): void {
   const slots = Math.min(header[2]!, 64);
   const f64 = new Float64Array(memory.buffer, 0, 512);
   for (let k = 0; k < slots; k++) f64[(SLOTS_OFFSET + k * SLOT_BYTES) / 8 + MAX_GAP_FIELD] = 0;
-}
-
-/** The largest gap between consecutive probe replies received in [fromMs, toMs]; undefined with fewer than two. */
-export function clientGapMs(replyAtMs: ArrayLike<number>, fromMs: number, toMs: number): number | undefined {
-  let last: number | undefined;
-  let gap = 0;
-  let n = 0;
-  for (let i = 0; i < replyAtMs.length; i++) {
-    const t = replyAtMs[i]!;
-    if (t < fromMs || t > toMs) continue;
-    if (last !== undefined) gap = Math.max(gap, t - last);
-    last = t;
-    n++;
-  }
-  return n >= 2 ? gap : undefined;
-}
-
-/**
- * The longest a probe reply took to reach the client after the guest stamped the heartbeat it
- * carries, over replies received in [fromMs, toMs]: how late the client may learn that the guest
- * ran, so its gap may be shorter than the guest's by at most this much.
- */
-export function probeLatencyMs(replyAtMs: ArrayLike<number>, heartbeats: ArrayLike<number>, fromMs: number, toMs: number): number | undefined {
-  let worst: number | undefined;
-  for (let i = 0; i < replyAtMs.length; i++) {
-    const t = replyAtMs[i]!;
-    if (t < fromMs || t > toMs) continue;
-    worst = Math.max(worst ?? 0, t - heartbeats[i]!);
-  }
-  return worst;
 }
 
 /** The timeline of one migration from its sender's state changes and round ends (ms from startMs). */

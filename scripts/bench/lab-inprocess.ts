@@ -7,10 +7,9 @@
 // the two hosts share one event loop, so results are labelled `in-process`.
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
-import { Worker } from 'node:worker_threads';
 import type { WebSocket } from 'ws';
 import { PAGE_SIZE_BYTES } from '@ferry/memory';
-import { MigrationReceiver, MigrationSender, expectToken, type SourceVm, isZeroPageAt, xenRateLimit, type MigrationSenderPolicy, type SenderRoundStats, type SenderState } from '@ferry/migration';
+import { MigrationReceiver, MigrationSender, expectToken, type SourceVm, isZeroPageAt, type SenderRoundStats, type SenderState } from '@ferry/migration';
 import {
   DEFAULT_MAX_PAGE_FRAME_BYTES,
   MIGRATION_MAX_MESSAGE_BYTES,
@@ -21,10 +20,11 @@ import {
 } from '@ferry/protocol';
 import { attachWsRoutes, generateToken, openWsChannel, presentedToken, tokensEqual, WsChannel, type WsRoutes } from '@ferry/transport';
 import { CpuPool, Vm, readGuestInfo, readHeartbeatMs, sampleWritableWorkingSet, type VmSpec, type WwsSampling } from '@ferry/vm';
-import type { LabPhase, LabRun } from '@ferry/lab';
+import { ProbeRecorder, clientGapMs, probeLatencyMs, type LabPhase, type LabRun } from '@ferry/lab';
 import type { LabCellSpec } from './lab-matrix.ts';
-import { clientGapMs, guestGapReset, phasesOf, probeLatencyMs, type LabDriver } from './lab-driver.ts';
+import { guestGapReset, phasesOf, type LabDriver } from './lab-driver.ts';
 import { serveProbes, type ProbeResult, type ProbeTarget } from '../../apps/agent/src/probe.ts';
+import { senderPolicyOf } from '../../apps/agent/src/vm-host-outgoing.ts';
 
 const PROBE_INTERVAL_MS = 1;
 
@@ -137,7 +137,7 @@ export class InProcessDriver implements LabDriver {
   private readonly token = generateToken();
   private readonly source = new Host('source', this.token);
   private readonly destination = new Host('destination', this.token);
-  private probe: Worker | undefined;
+  private probe: ProbeRecorder | undefined;
   private seq = 0;
 
   /** Starts both hosts and the probing client. */
@@ -152,17 +152,8 @@ export class InProcessDriver implements LabDriver {
       await warm.stop();
     }
     const urls = [d.source, d.destination].map((h) => `ws://127.0.0.1:${h.port}/probe`);
-    d.probe = new Worker(new URL('./lab-probe-worker.mjs', import.meta.url), { workerData: { urls, token: d.token, intervalMs: PROBE_INTERVAL_MS, protocol: 'agent' } });
-    const [first] = (await once(d.probe, 'message')) as [{ type: string; message?: string }];
-    if (first.type !== 'ready') throw new Error(`probe client failed: ${first.message}`);
+    d.probe = await ProbeRecorder.start({ urls, token: d.token, intervalMs: PROBE_INTERVAL_MS });
     return d;
-  }
-
-  private async probeReplies(): Promise<{ atMs: Float64Array; heartbeats: Float64Array; sent: number }> {
-    const p = this.probe!;
-    const reply = once(p, 'message') as Promise<[{ atMs: Float64Array; heartbeats: Float64Array; sent: number }]>;
-    p.postMessage({ type: 'stop' });
-    return (await reply)[0];
   }
 
   /** Boots a VM of the cell on the source host, filled and warmed. */
@@ -202,8 +193,8 @@ export class InProcessDriver implements LabDriver {
       };
     });
     received.catch(() => {});
-    const policy: Partial<MigrationSenderPolicy> = { ...cell.policy.sender, ...(cell.policy.xen ? { roundRateLimit: xenRateLimit(cell.policy.xen) } : {}) };
-    this.probe!.postMessage({ type: 'start', vm: vm.id, target: 0 });
+    const policy = senderPolicyOf(cell.policy.sender);
+    this.probe!.begin(vm.id, 0);
     const probeFromMs = now();
     // Reset the guest's gap once it has stamped a heartbeat the client can see: every gap counted
     // from here starts at a stamp a probe reply was earned by.
@@ -247,7 +238,7 @@ export class InProcessDriver implements LabDriver {
     const deadline = now() + 5000;
     while ((readGuestInfo(dest.memory)?.heartbeatMs ?? 0) < resumedAt + 30 && now() < deadline) await sleep(5);
     await sleep(20);
-    const probe = await this.probeReplies();
+    const probe = await this.probe!.end();
     const guest = readGuestInfo(dest.memory)?.maxGapMs ?? Number.NaN;
     this.destination.vm = undefined;
     await dest.stop();
@@ -274,7 +265,7 @@ export class InProcessDriver implements LabDriver {
   }
 
   async close(): Promise<void> {
-    await this.probe?.terminate();
+    await this.probe?.close();
     await this.source.close();
     await this.destination.close();
   }

@@ -1,6 +1,6 @@
 // The downtime lab's matrix: VM sizes × workloads × policies, and the three sizes of it
 // (`tiny` for the test suite, `quick` for `--quick`, `full` by default).
-import type { MigrationSenderPolicy, XenRateLimitOptions } from '@ferry/migration';
+import { DEFAULT_XEN_RATE_LIMIT, type MigrationPolicy } from '@ferry/protocol';
 import type { WorkloadSpec } from '@ferry/vm';
 
 const MiB = 1024 * 1024;
@@ -12,12 +12,10 @@ export interface LabWorkload {
   readonly spec: WorkloadSpec;
 }
 
-/** A named migration policy: sender fields that cross a process boundary, plus Xen rate limiting. */
+/** A named migration policy: the API's MigrationPolicy fields it sets (the rest default), Xen's rate limiting included. */
 export interface LabPolicy {
   readonly label: string;
-  readonly sender: Partial<Pick<MigrationSenderPolicy, 'maxDowntimeMs' | 'maxRounds' | 'bandwidthLimit' | 'autoConverge'>>;
-  /** Xen's dynamic rate limiting with these parameters (paper defaults when `{}`). */
-  readonly xen?: XenRateLimitOptions;
+  readonly sender: Partial<MigrationPolicy>;
 }
 
 /** One cell: migrate a VM of `vmBytes` running `workload` under `policy`, `runs` times. */
@@ -64,7 +62,8 @@ export const POLICIES = {
   default: { label: 'default', sender: {} },
   /** 1 Gbit/s: the paper's link. */
   bwLimit: { label: 'limit-1gbit', sender: { bandwidthLimit: 125_000_000 } },
-  xen: { label: 'xen-100-500', sender: {}, xen: {} },
+  /** Xen's dynamic rate limiting with the paper's figures: 100 Mbit/s, +50 Mbit/s over the dirty rate, 500 Mbit/s cap. */
+  xen: { label: 'xen-100-500', sender: { rateLimit: DEFAULT_XEN_RATE_LIMIT } },
   autoConverge: { label: 'auto-converge', sender: { autoConverge: true } },
 } as const satisfies Record<string, LabPolicy>;
 

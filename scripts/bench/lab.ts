@@ -60,8 +60,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   if (driver.mode === 'in-process') {
     notes.push('In-process: source and destination hosts run in the lab process (separate CpuPools and HTTP servers, one event loop), the page stream is a real loopback WebSocket; these are not multi-process figures.');
   } else {
-    notes.push('Multi-process: a lab coordinator and two agent processes (one pCPU worker each) on loopback; migrations go through the coordinator API and the agents stream pages peer to peer. The guest figure is the largest jump of the guest heartbeat carried by probe replies; round durations are not in the API, so the timeline spreads pre-copy by bytes and shows the downtime as one span. Each agent keeps a 1 MiB idle VM resident so its vCPU pool stays up between runs.');
-    if (matrix.cells.some((c) => driver.modeFor?.(c) === 'in-process')) notes.push('Cells marked (in-process) ran in-process: the API\'s migration policy has no field for Xen rate limiting yet.');
+    notes.push('Multi-process: a lab coordinator and two agent processes (one pCPU worker each) on loopback; migrations go through the coordinator API (the policy, Xen\'s rate limiting included, in the migrate request) and the agents stream pages peer to peer. The guest figure is the largest jump of the guest heartbeat carried by probe replies. The timeline is the migration\'s own: rounds on the source\'s clock, ready, commit and activation as the coordinator received them. Each agent keeps a 1 MiB idle VM resident so its vCPU pool stays up between runs.');
     notes.push('Writable working sets are sampled on in-process VMs (the lab coordinator has no WWS route); predictions use each cell\'s measured bandwidth.');
   }
   const cells: LabCell[] = [];
@@ -90,8 +89,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       }
       if (failures.length > 0) notes.push(`${spec.name}: ${failures.length} of ${spec.runs} runs failed (${[...new Set(failures)].join('; ')}).`);
       if (runs.length === 0) continue;
-      const mode = driver.modeFor?.(spec);
-      const meta = { name: spec.name, vmBytes: spec.vmBytes, workload: spec.workload.label, policy: spec.policy.label, ...(mode && mode !== driver.mode ? { mode } : {}) };
+      const meta = { name: spec.name, vmBytes: spec.vmBytes, workload: spec.workload.label, policy: spec.policy.label };
       const draft = buildCell(meta, runs);
       cells.push(buildCell(meta, runs, wwsFor(wwsByKey.get(key)!, draft, spec)));
     }

@@ -4,3 +4,6 @@ export { buildCell, type CellMeta } from './cell.ts';
 export { labTable, labJson, cellJson, formatBytes } from './render.ts';
 export { roundsChartSvg, timelineChartSvg, downtimeChartSvg, wwsChartSvg, labCharts, esc, type DowntimePoint } from './svg.ts';
 export { svgProblem } from './svg-check.ts';
+export { clientGapMs, heartbeatJumpMs, probeLatencyMs } from './probe-gaps.ts';
+export { ProbeRecorder, probeDowntimes, type ProbeRecord, type ProbeRecorderOptions } from './probe-client.ts';
+export { timelinePhases, type StepTimes } from './timeline.ts';

@@ -5,6 +5,7 @@ import { labJson, labTable } from './render.ts';
 import { summarize } from './stats.ts';
 import { svgProblem } from './svg-check.ts';
 import { labCharts, roundsChartSvg } from './svg.ts';
+import { timelinePhases } from './timeline.ts';
 
 function run(downtimeMs: number, overrides: Partial<LabRun> = {}): LabRun {
   return {
@@ -99,5 +100,26 @@ describe('lab statistics and rendering', () => {
     expect(svgProblem('<svg a="1" a="2"/>')).toMatch(/duplicate/);
     expect(svgProblem('<svg x=1/>')).toMatch(/malformed/);
     expect(svgProblem('<g/>')).toMatch(/root/);
+  });
+});
+
+describe('timeline phases from a migration\'s step times', () => {
+  it('setup, each pre-copy round, stop-and-copy, commitment, activation; clamped in order; missing steps left out', () => {
+    const rounds = [
+      { round: 1, final: false, startMs: 2, endMs: 50 },
+      { round: 2, final: false, startMs: 49.5, endMs: 60 }, // source clock vs receipt: starts 0.5 ms "early"
+      { round: 3, final: true, startMs: 61, endMs: 63 },
+    ];
+    const phases = timelinePhases({ rounds, readyMs: 64, committedMs: 65, activatedMs: 66 });
+    expect(phases.map((p) => [p.name, p.startMs, p.endMs, p.round])).toEqual([
+      ['setup', 0, 2, undefined],
+      ['pre-copy', 2, 50, 1],
+      ['pre-copy', 50, 60, 2],
+      ['stop-and-copy', 61, 64, undefined],
+      ['commitment', 64, 65, undefined],
+      ['activation', 65, 66, undefined],
+    ]);
+    expect(timelinePhases({ rounds: rounds.slice(0, 1) }).map((p) => p.name)).toEqual(['setup', 'pre-copy']);
+    expect(timelinePhases({ rounds: [] })).toEqual([]);
   });
 });
