@@ -33,7 +33,8 @@ export interface SubscribeOptions {
  */
 export class ApiClient {
   readonly url: string;
-  private readonly token: string | undefined;
+  /** The bearer token sent with every request (the cluster token; the agents' probe path takes it too). */
+  readonly token: string | undefined;
   private readonly timeoutMs: number;
 
   constructor(options: ApiClientOptions) {

@@ -17,7 +17,7 @@ import {
 } from '@ferry/protocol';
 import { ApiClient } from './client.ts';
 import { resolveConnection } from './connection.ts';
-import { UsageError } from './errors.ts';
+import { UsageError, clientSide } from './errors.ts';
 import { startAndWatchMigration } from './migrate-watch.ts';
 import { registerBenchCommand } from './bench-command.ts';
 import { addRateLimitOptions, rateLimitRequest, type RateLimitFlags } from './policy-options.ts';
@@ -100,16 +100,6 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
 function printError(ctx: CommandContext, json: boolean, error: ApiError): void {
   if (json) ctx.out(JSON.stringify({ error: { code: error.code, message: error.message } }) + '\n');
   else ctx.err(`error: ${error.message} [${error.code}]\n`);
-}
-
-/** Marks an error as raised before contacting the server (exit status 2). */
-function clientSide<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof ApiError) Object.assign(err, { clientSide: true });
-    throw err;
-  }
 }
 
 function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, usage: (text: string) => void): Command {

@@ -15,3 +15,13 @@ export class ConnectionError extends ApiError {
     this.url = url;
   }
 }
+
+/** Runs `fn`, marking an ApiError it throws as raised before contacting the server (exit status 2, like a UsageError). */
+export function clientSide<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ApiError) Object.assign(err, { clientSide: true });
+    throw err;
+  }
+}

@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 const { urls, token, intervalMs } = workerData;
 let vm = '';
 const now = () => performance.timeOrigin + performance.now();
-const sockets = urls.map((url) => new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false }));
+const sockets = urls.map((url) => new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false, handshakeTimeout: 5000 }));
 let target = 0;
 let seq = 0;
 let recording = false;
