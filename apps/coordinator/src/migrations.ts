@@ -785,7 +785,10 @@ export class MigrationOrchestrator implements CoordinatorModule {
       const dropped = new Set(finished.slice(0, Math.max(0, finished.length - JOURNAL_RECENT_FINISHED)));
       records = records.filter((r) => !dropped.has(r));
     }
-    return { version: 1, migrations: records.map(({ streamFailure: _pending, ...r }) => ({ ...r, rounds: r.rounds.slice(-64) })) };
+    return {
+      version: 1,
+      migrations: records.map(({ streamFailure: _pending, ...r }) => ({ ...r, rounds: r.rounds.slice(-64), ...(r.timeline ? { timeline: { ...r.timeline, rounds: r.timeline.rounds.slice(-64) } } : {}) })),
+    };
   }
 
   /**
