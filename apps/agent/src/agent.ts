@@ -42,6 +42,8 @@ export interface AgentOptions {
   readonly dataDir?: string;
   /** pCPU worker threads of the default VM host; default 2. */
   readonly pcpus?: number;
+  /** Memory pool of the default VM host (LocalVmHostOptions.memoryPoolBytes); default 0. */
+  readonly memoryPoolBytes?: number;
   readonly logger?: Logger;
   /** Reconnect backoff; default 100 ms doubling to 5 s. */
   readonly backoff?: { initialMs?: number; maxMs?: number };
@@ -68,7 +70,7 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const hostId = options.hostId ?? `host-${nanoid(6)}`;
   const logger = (options.logger ?? createLogger('agent', 'silent', false)).child({ hostId });
-  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}) });
+  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}), ...(options.memoryPoolBytes !== undefined ? { memoryPoolBytes: options.memoryPoolBytes } : {}) });
   const reservations = new ReservationBook(options.capacity);
   let currentChannel: CoordinatorChannel | undefined;
   const registeredListeners = new Set<() => void>();

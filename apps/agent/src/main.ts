@@ -1,9 +1,11 @@
 /**
  * `tsx apps/agent/src/main.ts --coordinator ws://127.0.0.1:7070 --token T --id host-1 --cpus 8
  *  --memory 16GiB --disk 100GiB [--migration-port 0] [--migration-host 127.0.0.1]
- *  [--advertise-host H] [--log-level info] [--data-dir DIR] [--pcpus 2]`
+ *  [--advertise-host H] [--log-level info] [--data-dir DIR] [--pcpus 2] [--memory-pool SIZE]`
  * `--data-dir` holds the image library, suspend files and snapshots (default `.ferry/agents/<id>`);
- * `--pcpus` is the number of pCPU worker threads that run the VMs' vCPUs.
+ * `--pcpus` is the number of pCPU worker threads that run the VMs' vCPUs. `--memory-pool` keeps
+ * the memory of departed VMs resident and zeroed for 30 s for the next incoming VM of the same
+ * size, which then skips the page faults of fresh memory (default a quarter of --memory; 0: off).
  * `--token-file F` reads the token from a file instead. Prints one JSON line on stdout when the
  * migration port listens: `{"event":"agent-ready","hostId":…,"migrationPort":N,"migrationAddress":…}`;
  * logs go to stderr. Bad flags (e.g. `--memory lots`): a message on stderr, exit 2. A token the
@@ -37,6 +39,7 @@ try {
       'log-level': { type: 'string' },
       'data-dir': { type: 'string' },
       pcpus: { type: 'string' },
+      'memory-pool': { type: 'string' },
     },
     strict: true,
   }));
@@ -74,6 +77,7 @@ if (values.id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(values.
 
 const pcpus = Number(values.pcpus ?? '2');
 if (!Number.isSafeInteger(pcpus) || pcpus < 1 || pcpus > 256) fail(`--pcpus must be an integer from 1 to 256, got "${values.pcpus}"`);
+const memoryPoolBytes = values['memory-pool'] === '0' ? 0 : values['memory-pool'] === undefined ? Math.floor(memoryBytes / 4) : size('memory-pool', values['memory-pool'], '0');
 
 const logger = createLogger('agent', values['log-level'] ?? 'info');
 let agent: Awaited<ReturnType<typeof startAgent>>;
@@ -85,6 +89,7 @@ try {
     capacity: { cpus, memoryBytes, diskBytes },
     migrationPort,
     pcpus,
+    memoryPoolBytes,
     ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
     ...(values['migration-host'] !== undefined ? { migrationHost: values['migration-host'] } : {}),
     ...(values['advertise-host'] !== undefined ? { advertiseHost: values['advertise-host'] } : {}),

@@ -10,7 +10,6 @@
  * nothing is half-created. The end is reported with `migration-finished` (role destination).
  */
 import { MigrationReceiver, MigrationSizeError, UnknownMigrationError, MigrationError, type ReceivedVm } from '@ferry/migration';
-import { startPrefault } from '@ferry/memory';
 import { Vm } from '@ferry/vm';
 import type { IncomingMigrationChannel, Reservation } from './vm-host.ts';
 import { decodeEnvelope } from './vm-host-envelope.ts';
@@ -32,7 +31,8 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
   };
   const receiver = new MigrationReceiver({
     channel,
-    prefault: startPrefault,
+    allocateMemory: (pageCount) => host.allocateIncoming(pageCount),
+    prefault: (memory, pages) => host.prefaultIncoming(memory, pages),
     // Ask the commit point ourselves: its answer comes straight back (commit() below), so the
     // downtime does not wait for the source to relay `ready` and then `activate`.
     announceReady: (digest) => host.notify({ type: 'migration-ready', migrationId, vmId, digest }),

@@ -16,7 +16,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
-import { memoryDigest } from '@ferry/memory';
+import { GuestMemory, MemoryPool, memoryDigest, startPrefault, type Prefault } from '@ferry/memory';
 import { CpuPool, Vm, normalizeSpec, readHeartbeatMs, type NormalizedVmSpec, type VmSpec, type WorkloadKind } from '@ferry/vm';
 import { ImageLibrary } from '@ferry/images';
 import type {
@@ -49,6 +49,11 @@ export interface LocalVmHostOptions {
   readonly builtInImages?: boolean;
   /** Start the vCPU worker threads when bound to the agent, not at the first VM. Default true. */
   readonly warmUp?: boolean;
+  /**
+   * Guest memory of departed VMs kept resident (zeroed) for the next incoming VM of the same size,
+   * at most this many bytes for 30 s (see @ferry/memory MemoryPool). Default 0: none kept.
+   */
+  readonly memoryPoolBytes?: number;
 }
 
 /** A VM this host runs, with what the agent knows about it beyond the Vm. */
@@ -90,12 +95,37 @@ export class LocalVmHost implements VmHost {
   readonly incoming = new Map<string, { commit(): void; abort(): void }>();
   private closed = false;
   private warming: Promise<void> | undefined;
+  /** Memory of departed VMs, zeroed, for incoming migrations (see memoryPoolBytes). */
+  readonly memoryPool: MemoryPool;
+  /** Memory handed out by the pool: resident already, nothing to pre-fault. */
+  private readonly residentMemory = new WeakSet<GuestMemory>();
 
   constructor(options: LocalVmHostOptions) {
     this.options = options;
     this.dataDir = options.dataDir;
     this.logger = options.logger;
     this.outgoing = new OutgoingMigrations(this);
+    this.memoryPool = new MemoryPool({ maxBytes: options.memoryPoolBytes ?? 0, onDrop: releaseMemorySoon });
+  }
+
+  /** Memory for an incoming VM: a pooled buffer of that size when one is ready, else fresh. */
+  allocateIncoming(pageCount: number): GuestMemory {
+    const pooled = this.memoryPool.take(pageCount);
+    if (!pooled) return new GuestMemory(pageCount);
+    this.residentMemory.add(pooled);
+    this.logger.debug({ event: 'memory-pool-reused', bytes: pooled.byteLength }, 'incoming VM reuses pooled memory');
+    return pooled;
+  }
+
+  /** Pre-faults fresh incoming memory on a worker (see startPrefault); pooled memory is resident already. */
+  prefaultIncoming(memory: GuestMemory, pages: Uint8Array): Pick<Prefault, 'stop'> {
+    return this.residentMemory.has(memory) ? { stop: () => Promise.resolve() } : startPrefault(memory, pages);
+  }
+
+  /** Takes back the memory of a VM that is stopped for good (vCPUs detached, no stream reading it). */
+  recycle(memory: GuestMemory): void {
+    if (this.closed) return;
+    this.memoryPool.give(memory);
   }
 
   /** The CPU pool (created with the first VM). */
@@ -241,6 +271,7 @@ export class LocalVmHost implements VmHost {
       }
     }
     this.vms.clear();
+    this.memoryPool.close();
     await this.poolInstance?.close();
     if (this.library) await (await this.library).close().catch(() => {});
   }
@@ -340,8 +371,10 @@ export class LocalVmHost implements VmHost {
         break;
       }
       case 'delete': {
+        const memory = vm.state === 'suspended' ? undefined : vm.memory;
         if (vm.state === 'running' || vm.state === 'paused') await vm.stop();
         await vm.delete();
+        if (memory) this.recycle(memory);
         await this.removeFile(e.suspendPath);
         const report = this.report(e);
         this.forget(m.vmId);

@@ -1,6 +1,6 @@
-import { Worker } from 'node:worker_threads';
 import type { GuestMemory } from './guest-memory.ts';
 import { PAGE_SIZE_BYTES } from './constants.ts';
+import { runEvalWorker } from './eval-worker.ts';
 
 /**
  * Pre-faults guest memory on a background thread, like QEMU's `-mem-prealloc` on a migration
@@ -20,7 +20,6 @@ export interface Prefault {
   stop(): Promise<void>;
 }
 
-// Plain JS (eval worker) so the worker starts in milliseconds without the TypeScript loader.
 const PREFAULT_WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 const words = new Int32Array(workerData.buffer);
@@ -40,16 +39,7 @@ for (let p = workerData.pageCount - 1; p >= 0; p--) {
  */
 export function startPrefault(memory: GuestMemory, pages?: Uint8Array): Prefault {
   const stopFlag = new SharedArrayBuffer(4);
-  const worker = new Worker(PREFAULT_WORKER_SOURCE, {
-    eval: true,
-    execArgv: [],
-    workerData: { buffer: memory.buffer, stop: stopFlag, pageCount: memory.pageCount, pageInts: PAGE_SIZE_BYTES / 4, pages },
-  });
-  worker.unref();
-  const done = new Promise<void>((resolve) => {
-    worker.once('exit', () => resolve());
-    worker.once('error', () => resolve());
-  });
+  const done = runEvalWorker(PREFAULT_WORKER_SOURCE, { buffer: memory.buffer, stop: stopFlag, pageCount: memory.pageCount, pageInts: PAGE_SIZE_BYTES / 4, pages }).then(() => undefined);
   return {
     done,
     stop() {

@@ -97,6 +97,8 @@ export interface MigrationReceiverOptions {
    * faults on the fresh memory run on another thread, not inside round 1's copy.
    */
   readonly prefault?: (memory: GuestMemory, pages: Uint8Array) => { stop(): unknown };
+  /** Allocates the incoming VM's memory (zeroed, exactly `pageCount` pages). Default `new GuestMemory(pageCount)`; the agent reuses pooled memory. */
+  readonly allocateMemory?: (pageCount: number) => GuestMemory;
 }
 
 /**
@@ -281,7 +283,8 @@ export class MigrationReceiver {
     }
     if (this.current !== 'authorizing') return; // closed or cancelled while authorizing: nothing allocated
     this.hello = hello;
-    this.memory = new GuestMemory(hello.pageCount);
+    this.memory = this.options.allocateMemory?.(hello.pageCount) ?? new GuestMemory(hello.pageCount);
+    if (this.memory.pageCount !== hello.pageCount) throw new MigrationSizeError(`allocated ${this.memory.pageCount} pages for ${hello.pageCount}`, hello.migrationId);
     this.words = new Int32Array(this.memory.buffer);
     this.tracker = new PageSumTracker(hello.pageCount);
     this.nonZero = new Uint8Array(hello.pageCount);

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { GuestMemory } from './guest-memory.ts';
+import { MemoryPool } from './memory-pool.ts';
+
+const MiB = 2 ** 20;
+
+async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > timeoutMs) throw new Error('condition not met');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('MemoryPool', () => {
+  it('hands a given buffer back zeroed, for exactly its page count, once', async () => {
+    const pool = new MemoryPool({ maxBytes: 64 * MiB });
+    const old = GuestMemory.ofBytes(8 * MiB);
+    old.bytes.fill(0xab);
+    expect(pool.give(old)).toBe(true);
+    expect(pool.take(old.pageCount)).toBeUndefined(); // still being zeroed (a worker starts first)
+    let reused: GuestMemory | undefined;
+    await until(() => {
+      expect(pool.take(old.pageCount + 1)).toBeUndefined(); // never another size
+      return (reused = pool.take(old.pageCount)) !== undefined;
+    });
+    expect(reused!.buffer).toBe(old.buffer);
+    expect(reused!.bytes.every((b) => b === 0)).toBe(true);
+    expect(pool.take(old.pageCount)).toBeUndefined();
+    expect(pool.stats).toMatchObject({ heldBytes: 0, readyBytes: 0, given: 1, taken: 1 });
+    pool.close();
+  });
+
+  it('keeps nothing past maxBytes, or after close', () => {
+    const pool = new MemoryPool({ maxBytes: 8 * MiB });
+    expect(pool.give(GuestMemory.ofBytes(4 * MiB))).toBe(true);
+    expect(pool.give(GuestMemory.ofBytes(8 * MiB))).toBe(false);
+    expect(pool.stats).toMatchObject({ heldBytes: 4 * MiB, refused: 1 });
+    pool.close();
+    expect(pool.stats.heldBytes).toBe(0);
+    expect(pool.give(GuestMemory.ofBytes(MiB))).toBe(false);
+  });
+
+  it('drops a buffer nobody took after idleMs and says so', async () => {
+    let drops = 0;
+    const pool = new MemoryPool({ maxBytes: 8 * MiB, idleMs: 30, onDrop: () => drops++ });
+    pool.give(GuestMemory.ofBytes(MiB));
+    await until(() => pool.stats.evicted === 1);
+    expect(pool.stats.heldBytes).toBe(0);
+    expect(drops).toBe(1);
+    expect(pool.take(MiB / 4096)).toBeUndefined();
+  });
+});
