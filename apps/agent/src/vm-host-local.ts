@@ -108,13 +108,19 @@ export class LocalVmHost implements VmHost {
     this.memoryPool = new MemoryPool({ maxBytes: options.memoryPoolBytes ?? 0, onDrop: releaseMemorySoon });
   }
 
-  /** Memory for an incoming VM: a pooled buffer of that size when one is ready, else fresh. */
-  allocateIncoming(pageCount: number): GuestMemory {
-    const pooled = this.memoryPool.take(pageCount);
-    if (!pooled) return new GuestMemory(pageCount);
-    this.residentMemory.add(pooled);
-    this.logger.debug({ event: 'memory-pool-reused', bytes: pooled.byteLength }, 'incoming VM reuses pooled memory');
-    return pooled;
+  /**
+   * Memory for an incoming VM: a pooled buffer of that size (waiting for its zeroing if need be),
+   * else fresh memory, and then the pool lets go of what it holds: RSS stays one VM's worth.
+   */
+  async allocateIncoming(pageCount: number): Promise<GuestMemory> {
+    const pooled = await this.memoryPool.take(pageCount);
+    if (pooled) {
+      this.residentMemory.add(pooled);
+      this.logger.debug({ event: 'memory-pool-reused', bytes: pooled.byteLength }, 'incoming VM reuses pooled memory');
+      return pooled;
+    }
+    this.memoryPool.clear();
+    return new GuestMemory(pageCount);
   }
 
   /** Pre-faults fresh incoming memory on a worker (see startPrefault); pooled memory is resident already. */

@@ -18,16 +18,23 @@ describe('MemoryPool', () => {
     const old = GuestMemory.ofBytes(8 * MiB);
     old.bytes.fill(0xab);
     expect(pool.give(old)).toBe(true);
-    expect(pool.take(old.pageCount)).toBeUndefined(); // still being zeroed (a worker starts first)
-    let reused: GuestMemory | undefined;
-    await until(() => {
-      expect(pool.take(old.pageCount + 1)).toBeUndefined(); // never another size
-      return (reused = pool.take(old.pageCount)) !== undefined;
-    });
+    expect(pool.stats.readyBytes).toBe(0); // still being zeroed (a worker starts first)
+    expect(pool.take(old.pageCount + 1)).toBeUndefined(); // never another size
+    const reused = await pool.take(old.pageCount); // waits for the zeroing
     expect(reused!.buffer).toBe(old.buffer);
     expect(reused!.bytes.every((b) => b === 0)).toBe(true);
-    expect(pool.take(old.pageCount)).toBeUndefined();
+    expect(pool.take(old.pageCount)).toBeUndefined(); // handed out once
     expect(pool.stats).toMatchObject({ heldBytes: 0, readyBytes: 0, given: 1, taken: 1 });
+    pool.close();
+  });
+
+  it('clear() drops what it holds; a later give() is kept again', async () => {
+    const pool = new MemoryPool({ maxBytes: 8 * MiB });
+    pool.give(GuestMemory.ofBytes(4 * MiB));
+    pool.clear();
+    expect(pool.stats).toMatchObject({ heldBytes: 0, evicted: 1 });
+    expect(pool.take(1024)).toBeUndefined();
+    expect(pool.give(GuestMemory.ofBytes(4 * MiB))).toBe(true);
     pool.close();
   });
 

@@ -35,6 +35,8 @@ interface Entry {
   readonly buffer: SharedArrayBuffer;
   readonly pageCount: number;
   ready: boolean;
+  /** Resolves true once zeroed, false when the zeroing failed. */
+  zeroed: Promise<boolean>;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -72,29 +74,43 @@ export class MemoryPool {
       this.counts.refused++;
       return false;
     }
-    const entry: Entry = { buffer: memory.buffer, pageCount: memory.pageCount, ready: false, timer: undefined };
+    const entry: Entry = { buffer: memory.buffer, pageCount: memory.pageCount, ready: false, zeroed: Promise.resolve(false), timer: undefined };
     this.entries.add(entry);
     this.heldBytes += bytes;
     this.counts.given++;
-    void runEvalWorker(ZERO_WORKER_SOURCE, { buffer: entry.buffer }).then((code) => {
-      if (!this.entries.has(entry)) return;
-      if (code !== 0) return this.drop(entry, false); // not zeroed: never hand it out
+    entry.zeroed = runEvalWorker(ZERO_WORKER_SOURCE, { buffer: entry.buffer }).then((code) => {
+      if (code !== 0) {
+        this.drop(entry, false); // not zeroed: never hand it out
+        return false;
+      }
       entry.ready = true;
-      entry.timer = setTimeout(() => this.drop(entry, true), this.options.idleMs ?? 30_000);
-      entry.timer.unref();
+      if (this.entries.has(entry)) {
+        entry.timer = setTimeout(() => this.drop(entry, true), this.options.idleMs ?? 30_000);
+        entry.timer.unref();
+      }
+      return true;
     });
     return true;
   }
 
-  /** Zeroed, resident memory of exactly `pageCount` pages, or undefined when none is ready. */
-  take(pageCount: number): GuestMemory | undefined {
-    for (const entry of this.entries) {
-      if (!entry.ready || entry.pageCount !== pageCount) continue;
-      this.forget(entry);
-      this.counts.taken++;
-      return new GuestMemory(pageCount, entry.buffer);
-    }
-    return undefined;
+  /**
+   * Resident memory of exactly `pageCount` pages, zeroed (a buffer still being zeroed is handed
+   * out when that finishes: well under the page faults it saves), or undefined when none is held.
+   * The promise resolves undefined if the zeroing failed.
+   */
+  take(pageCount: number): Promise<GuestMemory | undefined> | undefined {
+    let best: Entry | undefined;
+    for (const entry of this.entries) if (entry.pageCount === pageCount && (!best || (entry.ready && !best.ready))) best = entry;
+    if (!best) return undefined;
+    const entry = best;
+    this.forget(entry);
+    this.counts.taken++;
+    return entry.zeroed.then((ok) => (ok ? new GuestMemory(pageCount, entry.buffer) : undefined));
+  }
+
+  /** Drops everything held now (e.g. memory of another size is needed: keep RSS to one VM's worth). */
+  clear(): void {
+    for (const entry of [...this.entries]) this.drop(entry, true);
   }
 
   /** Drops everything held; give() keeps nothing afterwards. */

@@ -98,7 +98,7 @@ export interface MigrationReceiverOptions {
    */
   readonly prefault?: (memory: GuestMemory, pages: Uint8Array) => { stop(): unknown };
   /** Allocates the incoming VM's memory (zeroed, exactly `pageCount` pages). Default `new GuestMemory(pageCount)`; the agent reuses pooled memory. */
-  readonly allocateMemory?: (pageCount: number) => GuestMemory;
+  readonly allocateMemory?: (pageCount: number) => GuestMemory | Promise<GuestMemory>;
 }
 
 /**
@@ -282,9 +282,11 @@ export class MigrationReceiver {
       return;
     }
     if (this.current !== 'authorizing') return; // closed or cancelled while authorizing: nothing allocated
+    const memory = (await this.options.allocateMemory?.(hello.pageCount)) ?? new GuestMemory(hello.pageCount);
+    if (this.current !== 'authorizing') return; // closed or cancelled meanwhile: drop it
+    if (memory.pageCount !== hello.pageCount) throw new MigrationSizeError(`allocated ${memory.pageCount} pages for ${hello.pageCount}`, hello.migrationId);
     this.hello = hello;
-    this.memory = this.options.allocateMemory?.(hello.pageCount) ?? new GuestMemory(hello.pageCount);
-    if (this.memory.pageCount !== hello.pageCount) throw new MigrationSizeError(`allocated ${this.memory.pageCount} pages for ${hello.pageCount}`, hello.migrationId);
+    this.memory = memory;
     this.words = new Int32Array(this.memory.buffer);
     this.tracker = new PageSumTracker(hello.pageCount);
     this.nonZero = new Uint8Array(hello.pageCount);
