@@ -18,6 +18,11 @@ export class TokenBucket {
     this.lastMs = now();
   }
 
+  /** The long-run rate, bytes/s (0 = unlimited). */
+  get rate(): number {
+    return this.bytesPerSec;
+  }
+
   /** Takes `bytes`; returns the milliseconds to wait before sending them (0 when unlimited or in budget). */
   take(bytes: number): number {
     if (this.bytesPerSec === 0) return 0;

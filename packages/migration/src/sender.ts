@@ -399,7 +399,10 @@ export class MigrationSender {
       if (applied.round !== round) throw new MigrationRemoteError('FERRY_ERR_MIGRATION_UNEXPECTED', `round-applied ${applied.round} during round ${round}`, this.migrationId);
     }
     const durationMs = Math.max(0.001, this.now() - startMs);
+    // A short round can beat the limit on the bucket's burst; the stop-and-copy cannot, so the
+    // downtime estimate never assumes more than the limit.
     if (bytesSent >= MIN_BANDWIDTH_SAMPLE_BYTES) this.bandwidth = bytesSent / (durationMs / 1000);
+    if (this.bucket.rate > 0) this.bandwidth = Math.min(this.bandwidth, this.bucket.rate);
     const dirtyPages = final ? 0 : dirtyLog.count();
     if (!final && this.policy.autoConverge && round > 1 && dirtyPages * PAGE_SIZE_BYTES > bytesSent / 2) {
       this.setThrottle(this.throttlePercent === 0 ? 20 : Math.min(99, this.throttlePercent + 10));
