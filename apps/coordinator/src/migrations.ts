@@ -734,14 +734,21 @@ export class MigrationOrchestrator implements CoordinatorModule {
     };
   }
 
-  /** The API's timeline: the stamps plus the commit time. */
+  /**
+   * The API's timeline: the stamps plus the commit time. Activation is the destination's own
+   * resume time once the source's report carries it (pause + downtime; epoch clocks of one
+   * machine, or synchronized ones), else the arrival of the destination's report, which comes
+   * one message and a busy event loop later.
+   */
   private timelineOf(r: Record_, t: TimelineStamps): MigrationTimeline {
+    const resumed = r.report && r.report.pausedAtMs > 0 && r.report.downtimeMs >= 0 ? r.report.pausedAtMs + r.report.downtimeMs - r.startedAtMs : undefined;
+    const activatedMs = resumed !== undefined && resumed >= 0 ? resumed : t.activatedMs;
     return {
       ...(t.reservedMs !== undefined ? { reservedMs: t.reservedMs } : {}),
       rounds: t.rounds.map((x) => ({ ...x })),
       ...(t.readyMs !== undefined ? { readyMs: t.readyMs } : {}),
       ...(r.committedAtMs !== undefined ? { committedMs: r.committedAtMs - r.startedAtMs } : {}),
-      ...(t.activatedMs !== undefined ? { activatedMs: t.activatedMs } : {}),
+      ...(activatedMs !== undefined ? { activatedMs } : {}),
       ...(t.finishedMs !== undefined ? { finishedMs: t.finishedMs } : {}),
     };
   }
