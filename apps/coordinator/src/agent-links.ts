@@ -109,9 +109,10 @@ export class AgentLinks {
     });
   }
 
-  /** Whether `hostId` has a live link. */
+  /** Whether `hostId` has a live link (a closed one may stay in the table until its close event runs). */
   isConnected(hostId: string): boolean {
-    return this.links.has(hostId);
+    const link = this.links.get(hostId);
+    return link !== undefined && !link.closed;
   }
 
   /** Sends to a connected agent; throws AgentRequestError when it is not connected. */
@@ -153,7 +154,12 @@ export class AgentLinks {
 
   /** Tells an agent to drop a reservation (idempotent; ignored if the agent is gone). */
   releaseReservation(hostId: string, migrationId: string): void {
-    if (this.links.has(hostId)) this.send(hostId, { type: 'release-reservation', migrationId });
+    if (!this.isConnected(hostId)) return;
+    try {
+      this.send(hostId, { type: 'release-reservation', migrationId });
+    } catch {
+      // the link closed under us: the agent drops its reservations when it goes
+    }
   }
 
   /** Closes every link (shutdown). */
