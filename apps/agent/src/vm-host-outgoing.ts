@@ -127,6 +127,11 @@ export class OutgoingMigrations {
         commit: (request) => this.awaitDecision(m, out, ch, request.digest),
       });
       out.sender = sender;
+      sender.on('state', ({ to }) => {
+        if (to !== 'stopping') return;
+        const rounds = sender.rounds;
+        host.notify({ type: 'migration-stopping', migrationId: m.migrationId, rounds: rounds.length, pagesLeft: rounds.at(-1)?.pagesLeft ?? 0 });
+      });
       sender.on('round', (s: SenderRoundStats) => {
         host.notify({ type: 'migration-progress', migrationId: m.migrationId, round: roundWire(s) });
         log.debug({ event: 'migration-round', round: s.round, final: s.final, pages_sent: s.pagesSent, dirty_pages: s.dirtyPages, duration_ms: s.durationMs }, 'round done');

@@ -246,6 +246,9 @@ export class MigrationOrchestrator implements CoordinatorModule {
       case 'migration-progress':
         this.onProgress(hostId, message.migrationId, message.round);
         return true;
+      case 'migration-stopping':
+        this.onStopping(hostId, message.migrationId, message.rounds, message.pagesLeft);
+        return true;
       case 'migration-ready':
         this.stampFrom(hostId, ['from', 'to'], message.migrationId, 'readyMs');
         this.onReady(hostId, message.migrationId);
@@ -497,10 +500,16 @@ export class MigrationOrchestrator implements CoordinatorModule {
     (r.timeline ??= { rounds: [] }).rounds.push({ round: round.round, final: round.final, startMs: Math.max(0, endMs - round.durationMs), endMs });
     if (r.state === 'reserving') r.state = 'precopy';
     this.context().events.emit('migration-round-completed', this.refs(r), stats);
-    if (round.final && r.state === 'precopy') {
-      r.state = 'stop-and-copy';
-      this.context().events.emit('migration-stop-and-copy', this.refs(r), { round: stats.round, pagesSent: stats.pagesSent });
-    }
+    if (round.final) this.onStopping(hostId, migrationId, round.round - 1, round.pagesSent); // a source that did not say so first
+  }
+
+  /** Pre-copy is over: the source pauses the VM and sends the final round (stop-and-copy). */
+  private onStopping(hostId: string, migrationId: string, rounds: number, pagesLeft: number): void {
+    const r = this.records.get(migrationId);
+    if (!r || r.from !== hostId || (r.state !== 'precopy' && r.state !== 'reserving')) return;
+    r.state = 'stop-and-copy';
+    this.logFor(r).info({ event: 'migration-stop-and-copy', rounds, pages_left: pagesLeft }, 'pre-copy over: stop-and-copy');
+    this.context().events.emit('migration-stop-and-copy', this.refs(r), { round: rounds + 1, pagesLeft });
   }
 
   /** The commit point. */

@@ -159,7 +159,7 @@ export class MigrationSender {
   private sinceYieldBytes = 0;
   private bandwidth = ASSUMED_BANDWIDTH_BYTES_PER_SEC;
   private rttMs = 1;
-  private readonly rounds: SenderRoundStats[] = [];
+  private readonly roundList: SenderRoundStats[] = [];
 
   /** Validates options (MigrationOptionsError) and attaches to the channel; nothing is sent until run(). */
   constructor(options: MigrationSenderOptions) {
@@ -189,6 +189,11 @@ export class MigrationSender {
   /** The current state. */
   get state(): SenderState {
     return this.current;
+  }
+
+  /** The rounds so far (live, read only). */
+  get rounds(): readonly SenderRoundStats[] {
+    return this.roundList;
   }
 
   /** Registers an event handler. */
@@ -253,7 +258,7 @@ export class MigrationSender {
       pausedAtMs = this.now();
       this.pauseStarted = this.vm.pause();
       await this.guard(this.pauseStarted.catch((cause: unknown) => Promise.reject(new SourceVmError('pause', this.migrationId, cause))));
-      await this.sendRound(this.rounds.length + 1, true);
+      await this.sendRound(this.roundList.length + 1, true);
       let state;
       try {
         state = this.vm.captureState();
@@ -302,8 +307,8 @@ export class MigrationSender {
           downtimeMs: resumedAtMs === undefined ? undefined : resumedAtMs - pausedAtMs,
           pausedAtMs,
           resumedAtMs,
-          rounds: this.rounds.length,
-          roundStats: this.rounds,
+          rounds: this.roundList.length,
+          roundStats: this.roundList,
           stopReason,
           bytesOnWire: this.bytesOnWire,
           vmBytes: this.vm.memory.byteLength,
@@ -337,7 +342,7 @@ export class MigrationSender {
       const converged = stats.expectedDowntimeMs <= this.policy.maxDowntimeMs && (dirty * 2 > residualIn || stats.expectedDowntimeMs - this.switchoverMs() < 1);
       if (converged) return 'converged';
       if (round >= this.policy.maxRounds) return 'max-rounds';
-      if (this.policy.roundRateLimit?.stopAfter?.(this.rounds)) return 'rate-limit';
+      if (this.policy.roundRateLimit?.stopAfter?.(this.roundList)) return 'rate-limit';
       if (dirty < best) {
         best = dirty;
         stale = 0;
@@ -424,7 +429,7 @@ export class MigrationSender {
       ...(rateLimit !== undefined ? { rateLimitBytesPerSec: rateLimit } : {}),
       ...(record ? { pages: record } : {}),
     };
-    this.rounds.push(stats);
+    this.roundList.push(stats);
     for (const h of this.listeners.round) h(stats);
     return stats;
   }
@@ -454,7 +459,7 @@ export class MigrationSender {
 
   /** Asks the policy's roundRateLimit for this round's rate and refills the token bucket at it. */
   private roundRate(round: number, final: boolean): number {
-    const asked = this.policy.roundRateLimit!.rateForRound(round, final, this.rounds);
+    const asked = this.policy.roundRateLimit!.rateForRound(round, final, this.roundList);
     const rate = Number.isFinite(asked) && asked > 0 ? Math.floor(asked) : 0;
     this.bucket = new TokenBucket(rate, this.now);
     return rate;

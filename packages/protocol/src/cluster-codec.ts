@@ -258,6 +258,7 @@ export const AGENT_TO_COORDINATOR_VALIDATORS: MessageValidators<AgentToCoordinat
   'vm-state-changed': (raw) => ({ type: 'vm-state-changed', vm: vmReport(field.map(raw, 'vm')), reason: field.string(raw, 'reason') }),
   'migration-accepted': (raw) => ({ type: 'migration-accepted', requestId: id(raw, 'requestId'), migrationId: id(raw, 'migrationId') }),
   'migration-progress': (raw) => ({ type: 'migration-progress', migrationId: id(raw, 'migrationId'), round: round(raw) }),
+  'migration-stopping': (raw) => ({ type: 'migration-stopping', migrationId: id(raw, 'migrationId'), rounds: field.integer(raw, 'rounds', 0, 0xffffffff), pagesLeft: field.integer(raw, 'pagesLeft', 0, 0xffffffff) }),
   'migration-ready': (raw) => ({ type: 'migration-ready', migrationId: id(raw, 'migrationId'), vmId: id(raw, 'vmId'), digest: field.string(raw, 'digest', { maxLength: 256 }) }),
   'migration-finished': (raw) => ({
     type: 'migration-finished',

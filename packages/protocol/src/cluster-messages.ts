@@ -38,6 +38,7 @@
  *   S-->>C: migration-accepted | request-failed
  *   S->>D: (peer to peer, /migrate) hello … page frames … ready
  *   S->>C: migration-progress (one per round)
+ *   S->>C: migration-stopping (pre-copy over: the VM pauses, stop-and-copy starts)
  *   D->>C: migration-ready (it verified the digest and sent ready to S)
  *   S->>C: migration-ready (S heard ready; whichever comes first is decided, the other re-answered)
  *   Note over C: records the owner switch (persisted) — THE commit point
@@ -414,6 +415,16 @@ export interface MigrationProgressMessage {
   readonly round: MigrationRoundWire;
 }
 
+/** source agent → coordinator: pre-copy ended (why, after how many rounds); the VM is being paused and the final round goes out next. */
+export interface MigrationStoppingMessage {
+  readonly type: 'migration-stopping';
+  readonly migrationId: string;
+  /** Pre-copy rounds done. */
+  readonly rounds: number;
+  /** Pages dirty at the end of pre-copy: the final round's size, about. */
+  readonly pagesLeft: number;
+}
+
 /** source or destination agent → coordinator: the destination verified everything; the VM is paused on the source; decide. The source re-sends it after a reconnect until decided. */
 export interface MigrationReadyMessage {
   readonly type: 'migration-ready';
@@ -456,6 +467,7 @@ export type AgentToCoordinatorMessage =
   | VmStateChangedMessage
   | MigrationAcceptedMessage
   | MigrationProgressMessage
+  | MigrationStoppingMessage
   | MigrationReadyMessage
   | MigrationFinishedMessage;
 
