@@ -128,10 +128,13 @@ export class LocalVmHost implements VmHost {
     return this.residentMemory.has(memory) ? { stop: () => Promise.resolve() } : startPrefault(memory, pages);
   }
 
-  /** Takes back the memory of a VM that is stopped for good (vCPUs detached, no stream reading it). */
-  recycle(memory: GuestMemory): void {
+  /**
+   * Takes back the memory of a VM that is stopped for good (vCPUs detached, no stream reading it),
+   * with its "ever written" map so only those pages are zeroed (and stay resident).
+   */
+  recycle(memory: GuestMemory, writtenPages: Uint8Array): void {
     if (this.closed) return;
-    this.memoryPool.give(memory);
+    this.memoryPool.give(memory, writtenPages);
   }
 
   /** The CPU pool (created with the first VM). */
@@ -377,10 +380,10 @@ export class LocalVmHost implements VmHost {
         break;
       }
       case 'delete': {
-        const memory = vm.state === 'suspended' ? undefined : vm.memory;
+        const memory = vm.state === 'suspended' ? undefined : { memory: vm.memory, written: vm.dirtyLog };
         if (vm.state === 'running' || vm.state === 'paused') await vm.stop();
         await vm.delete();
-        if (memory) this.recycle(memory);
+        if (memory) this.recycle(memory.memory, memory.written.everWrittenBitmap());
         await this.removeFile(e.suspendPath);
         const report = this.report(e);
         this.forget(m.vmId);

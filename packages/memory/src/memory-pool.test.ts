@@ -28,6 +28,22 @@ describe('MemoryPool', () => {
     pool.close();
   });
 
+  it('with a written-pages map zeroes only those pages and faults nothing else in', async () => {
+    const pool = new MemoryPool({ maxBytes: 256 * MiB });
+    const old = GuestMemory.ofBytes(128 * MiB);
+    const map = new Uint8Array(old.pageCount / 8);
+    for (const p of [0, 1, 2, 500, old.pageCount - 1]) {
+      old.bytes.fill(7, p * 4096, (p + 1) * 4096);
+      map[p >> 3]! |= 1 << (p & 7);
+    }
+    const rssBefore = process.memoryUsage().rss;
+    pool.give(old, map);
+    const reused = await pool.take(old.pageCount);
+    expect(reused!.bytes.every((b) => b === 0)).toBe(true); // reading maps untouched pages to the zero page: no RSS
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(32 * MiB);
+    pool.close();
+  });
+
   it('clear() drops what it holds; a later give() is kept again', async () => {
     const pool = new MemoryPool({ maxBytes: 8 * MiB });
     pool.give(GuestMemory.ofBytes(4 * MiB));

@@ -1,5 +1,6 @@
 import { GuestMemory } from './guest-memory.ts';
 import { runEvalWorker } from './eval-worker.ts';
+import { PAGE_SIZE_BYTES } from './constants.ts';
 
 /**
  * Guest memory that no VM uses any more, kept resident and zeroed for the next VM of the same
@@ -42,7 +43,21 @@ interface Entry {
 
 const ZERO_WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-new Uint8Array(workerData.buffer).fill(0);
+const bytes = new Uint8Array(workerData.buffer);
+const map = workerData.pages;
+const pageBytes = workerData.pageBytes;
+if (map === undefined) bytes.fill(0);
+else {
+  // Only pages ever written: the others are zero already, and writing them would fault them in.
+  const pageCount = bytes.byteLength / pageBytes;
+  for (let p = 0; p < pageCount; p++) {
+    if ((map[p >> 3] & (1 << (p & 7))) === 0) continue;
+    let end = p + 1;
+    while (end < pageCount && (map[end >> 3] & (1 << (end & 7))) !== 0) end++;
+    bytes.fill(0, p * pageBytes, end * pageBytes);
+    p = end - 1;
+  }
+}
 `;
 
 /** See MemoryPoolOptions. */
@@ -65,10 +80,12 @@ export class MemoryPool {
   }
 
   /**
-   * Takes `memory` back: it is zeroed on a worker thread, then take() may hand it out. Not kept
+   * Takes `memory` back: it is zeroed on a worker thread, then take() may hand it out. With
+   * `writtenPages` (DirtyLog.everWrittenBitmap) only those pages are zeroed: the rest are zero
+   * and, never touched, not resident either, so a mostly-empty VM's memory stays small. Not kept
    * (returns false) when it would exceed maxBytes or the pool is closed.
    */
-  give(memory: GuestMemory): boolean {
+  give(memory: GuestMemory, writtenPages?: Uint8Array): boolean {
     const bytes = memory.byteLength;
     if (this.closed || this.heldBytes + bytes > this.options.maxBytes) {
       this.counts.refused++;
@@ -78,7 +95,7 @@ export class MemoryPool {
     this.entries.add(entry);
     this.heldBytes += bytes;
     this.counts.given++;
-    entry.zeroed = runEvalWorker(ZERO_WORKER_SOURCE, { buffer: entry.buffer }).then((code) => {
+    entry.zeroed = runEvalWorker(ZERO_WORKER_SOURCE, { buffer: entry.buffer, pages: writtenPages, pageBytes: PAGE_SIZE_BYTES }).then((code) => {
       if (code !== 0) {
         this.drop(entry, false); // not zeroed: never hand it out
         return false;
