@@ -51,13 +51,20 @@ export class ReportedVmDirectory implements VmDirectory {
     const owner = this.owners.get(vmId);
     const ownerHost = owner === undefined ? undefined : this.hosts.find(owner);
     const own = ownerHost?.vms.find((v) => v.vmId === vmId);
-    if (owner !== undefined && own) return { host: owner, vm: own };
+    if (owner !== undefined && own) return this.remember({ host: owner, vm: own });
     for (const h of this.hosts.list()) {
       if (h.state === 'down') continue;
       const v = h.vms.find((x) => x.vmId === vmId);
-      if (v) return { host: h.id, vm: v };
+      if (v) return this.remember({ host: h.id, vm: v });
     }
+    // Between a migration's end and the destination's next heartbeat no host reports the VM: the
+    // last report still knows its size (a next migration must reserve it, not 0 bytes).
     return this.known.get(vmId);
+  }
+
+  private remember(report: { host: string; vm: VmReport }): { host: string; vm: VmReport } {
+    this.known.set(report.vm.vmId, report);
+    return report;
   }
 
   get(vmId: string): VmLocation | undefined {
