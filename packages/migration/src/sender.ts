@@ -346,7 +346,11 @@ export class MigrationSender {
       if (dirty < best) {
         best = dirty;
         stale = 0;
-      } else if (++stale >= this.policy.noProgressRounds && (!this.policy.autoConverge || this.throttlePercent >= 99)) {
+      } else if (this.policy.autoConverge && this.throttlePercent < 99) {
+        // Still throttling harder each round: the ramp is the progress. Counting these rounds let a
+        // scan that stays at every page dirty until 99% give up the moment it got there.
+        stale = 0;
+      } else if (++stale >= this.policy.noProgressRounds) {
         return 'no-progress';
       }
       residualIn = dirty;
