@@ -106,6 +106,7 @@ export class LocalVmHost implements VmHost {
     this.logger = options.logger;
     this.outgoing = new OutgoingMigrations(this);
     this.memoryPool = new MemoryPool({ maxBytes: options.memoryPoolBytes ?? 0, onDrop: releaseMemorySoon });
+    deferCollectionsWhile(() => this.incoming.size > 0 || this.outgoing.active > 0);
   }
 
   /**
@@ -497,7 +498,8 @@ const GC_DELAYS_MS = [50, 1000] as const;
  * keep its memory resident next to the next one. After a release, run a full collection 50 ms
  * later, and again 1 s later (a finished migration's stream and engine objects, which still
  * reference the memory, are dropped only once the WebSocket close handshake is over); each
- * debounced. Uses V8's gc through `--expose-gc` set at run time; a no-op if unavailable.
+ * debounced, and postponed (up to 10 s) while a migration runs on this host: a full collection
+ * stops the event loop for milliseconds, which inside a downtime window is downtime. Uses V8's gc through `--expose-gc` set at run time; a no-op if unavailable.
  */
 export function releaseMemorySoon(): void {
   if (gc === undefined) {
@@ -513,8 +515,23 @@ export function releaseMemorySoon(): void {
   gcLateTimer ??= later(GC_DELAYS_MS[1], () => (gcLateTimer = undefined));
 }
 
-function later(delayMs: number, done: () => void): NodeJS.Timeout {
+/** Postpone forced collections while this says so (a migration is running here), up to GC_MAX_DEFER_MS. */
+let collectionsDeferredWhile: () => boolean = () => false;
+/** A full collection stops the event loop for milliseconds: never inside a migration's downtime. */
+const GC_MAX_DEFER_MS = 10_000;
+const GC_RETRY_MS = 100;
+
+/** Sets the predicate that postpones releaseMemorySoon's collections (LocalVmHost: while migrations run). */
+export function deferCollectionsWhile(busy: () => boolean): void {
+  collectionsDeferredWhile = busy;
+}
+
+function later(delayMs: number, done: () => void, deferredMs = 0): NodeJS.Timeout {
   const timer = setTimeout(() => {
+    if (deferredMs < GC_MAX_DEFER_MS && collectionsDeferredWhile()) {
+      later(GC_RETRY_MS, done, deferredMs + GC_RETRY_MS);
+      return;
+    }
     done();
     gc?.();
   }, delayMs);

@@ -63,6 +63,11 @@ export class OutgoingMigrations {
   }
 
   /** The coordinator's decision for a migration waiting at its commit point (ignored otherwise). */
+  /** Outgoing migrations running now. */
+  get active(): number {
+    return this.running.size;
+  }
+
   decide(migrationId: string, decision: CommitDecision): void {
     this.running.get(migrationId)?.decide?.(decision);
   }
