@@ -50,6 +50,7 @@ import type { Logger } from './logger.ts';
 export { readJson } from './migrations-http.ts';
 import { handleMigrationRoutes } from './migrations-http.ts';
 import { writeFileAtomic } from './state-dir.ts';
+import { CommitLog } from './migrations-commit-log.ts';
 
 /** Where a VM is and what it needs, as the VM registry knows it. */
 export interface VmLocation {
@@ -194,6 +195,8 @@ export class MigrationOrchestrator implements CoordinatorModule {
   private ctx: CoordinatorContext | undefined;
   private log: Logger | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  /** With a journalPath: `<journalPath>.commits`, the commit point's write-ahead log. */
+  private commitLog: CommitLog | undefined;
   private unsubscribe: (() => void) | undefined;
   private metrics: { outcomes: Counter; downtime: Histogram; bytes: Counter } | undefined;
 
@@ -212,6 +215,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
       downtime: new Histogram({ name: 'ferry_migration_downtime_ms', help: 'Downtime of completed migrations, ms', buckets: [1, 2, 5, 10, 20, 50, 100, 300, 1000, 3000], registers: [ctx.metrics] }),
       bytes: new Counter({ name: 'ferry_migration_bytes_total', help: 'Bytes sent on the wire by finished migrations', registers: [ctx.metrics] }),
     };
+    if (this.options.journalPath) this.commitLog = new CommitLog(`${this.options.journalPath}.commits`);
     for (const r of this.loadJournal(ctx)) {
       r.live = false;
       this.records.set(r.id, r);
@@ -236,6 +240,8 @@ export class MigrationOrchestrator implements CoordinatorModule {
   }
 
   close(): void {
+    this.commitLog?.close();
+    this.commitLog = undefined;
     if (this.reconcileTimer) clearInterval(this.reconcileTimer);
     for (const r of this.records.values()) if (r.streamFailure) clearTimeout(r.streamFailure.timer);
     this.unsubscribe?.();
@@ -548,7 +554,10 @@ export class MigrationOrchestrator implements CoordinatorModule {
     r.committedAtMs = Date.now();
     try {
       this.directory.recordOwner(r.vm, r.to);
-      this.persist(true);
+      if (this.commitLog) {
+        this.commitLog.append({ id: r.id, to: r.to, atMs: r.committedAtMs }); // durable now; the journal follows
+        this.persist(false);
+      } else this.persist(true);
     } catch (err) {
       r.committed = false;
       log.error({ event: 'migration-commit-record-failed', err }, 'could not record the owner switch: abort');
@@ -814,7 +823,10 @@ export class MigrationOrchestrator implements CoordinatorModule {
    * with the whole history (500 migrations of rounds) it cost milliseconds more there.
    */
   private persist(sync: boolean): void {
-    if (sync && this.options.journalPath) writeFileAtomic(this.options.journalPath, JSON.stringify(this.journal('recent')));
+    if (sync && this.options.journalPath) {
+      writeFileAtomic(this.options.journalPath, JSON.stringify(this.journal('recent')));
+      this.commitLog?.truncate(); // the journal holds every logged decision now
+    }
     this.ctx?.requestSave();
   }
 
@@ -834,6 +846,14 @@ export class MigrationOrchestrator implements CoordinatorModule {
     for (const r of Array.isArray(file?.migrations) ? file.migrations : []) {
       const other = merged.get(r.id);
       if (!other || FINAL_MIGRATION_STATES.includes(r.state) || !FINAL_MIGRATION_STATES.includes(other.state)) merged.set(r.id, r);
+    }
+    // Decisions logged after the journal was last written (see CommitLog).
+    for (const e of this.commitLog?.read() ?? []) {
+      const r = merged.get(e.id);
+      if (!r || r.committed || FINAL_MIGRATION_STATES.includes(r.state)) continue;
+      r.committed = true;
+      r.committedAtMs = e.atMs;
+      r.state = 'committing';
     }
     return [...merged.values()].sort((a, b) => a.startedAtMs - b.startedAtMs);
   }
