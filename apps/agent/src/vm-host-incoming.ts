@@ -64,8 +64,10 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
       restored = vm;
       const envelope = decodeEnvelope(received.devices);
       host.adopt(vm, vm.spec, envelope.image);
-      if (envelope.run) await vm.resume(); // prepared: the vCPUs are placed already, resume only unparks them
+      if (!envelope.run) return undefined; // arrives paused: it is "resumed" (handed over) as it is
+      await vm.resume(); // prepared: the vCPUs are placed already, resume only unparks them
       log.info({ event: 'migration-destination-resumed', activate_ms: performance.now() - t0, prepared: wasPrepared }, 'VM rebuilt and resumed');
+      return { resumedAtMs: vm.lastReleasedAtMs };
     },
   });
   host.incoming.set(migrationId, {

@@ -43,6 +43,25 @@ describe('receiver commit() on the commit point\'s word', () => {
     expect(Buffer.compare(arrived.memory.bytes, vm.memory.bytes)).toBe(0);
   });
 
+  it('takes the resume time activate reports (when the vCPUs were released), not when it returned', async () => {
+    const vm = new FakeVm({ pageCount: 64, fillFraction: 0.5 });
+    let released = 0;
+    const h = createHarness(
+      { vm },
+      {
+        activate: async () => {
+          released = performance.timeOrigin + performance.now();
+          await new Promise((r) => setTimeout(r, 30)); // the releasing thread descheduled a while
+          return { resumedAtMs: released };
+        },
+      },
+    );
+    const [done, arrived] = await Promise.all([h.sender.run(), h.receiver.done]);
+    expect(arrived.resumedAtMs).toBe(released);
+    expect(done.report.resumedAtMs).toBe(released);
+    expect(done.report.downtimeMs).toBe(released - done.report.pausedAtMs);
+  });
+
   it('is refused before ready, changing nothing; the migration then completes normally', async () => {
     const vm = new FakeVm({ pageCount: 64, fillFraction: 0.5 });
     const h = createHarness({ vm });

@@ -67,10 +67,12 @@ export interface MigrationReceiverOptions {
   readonly authorize: (hello: HelloMessage) => void | Promise<void>;
   /**
    * Called on `activate` from the source or on commit() (the coordinator committed): build the VM
-   * from memory, registers and devices and resume it; the receiver takes the resume timestamp when
-   * this returns and reports it.
+   * from memory, registers and devices and resume it. Return when its vCPUs were released (epoch
+   * ms, the receiver's clock) if known: the downtime ends there. Otherwise the receiver stamps the
+   * time this returns, which can be late by however long the releasing thread was then descheduled
+   * (often by the very vCPU thread it woke, on a machine with few cores).
    */
-  readonly activate?: (vm: ReceivedVm) => void | Promise<void>;
+  readonly activate?: (vm: ReceivedVm) => void | { readonly resumedAtMs?: number } | Promise<void | { readonly resumedAtMs?: number }>;
   /**
    * Called the moment `ready` is sent, with the verified digest: the agent tells the commit point
    * itself, so the decision can come straight back here (commit()) instead of through the source.
@@ -346,9 +348,10 @@ export class MigrationReceiver {
   private async onActivate(): Promise<void> {
     this.current = 'activating';
     const received = this.receivedVm();
+    let resumedAtMs: number | undefined;
     try {
       await this.prepared;
-      await this.options.activate?.(received);
+      resumedAtMs = (await this.options.activate?.(received))?.resumedAtMs;
     } catch (err) {
       // Committed already: report the failure to the source and the agent; the coordinator decides.
       this.current = 'failed';
@@ -360,7 +363,7 @@ export class MigrationReceiver {
       this.reject(err as Error);
       return;
     }
-    const resumedAtMs = this.now();
+    resumedAtMs ??= this.now();
     this.current = 'activated';
     if (!this.channel.closed) this.channel.send({ type: 'activated', resumedAtMs });
     this.resolve({

@@ -157,7 +157,12 @@ describe('lifecycle', () => {
     expect(pool.vcpusPerPcpu().reduce((a, b) => a + b, 0)).toBe(1);
     await new Promise((r) => setTimeout(r, 50));
     expect(vm.totalSteps()).toBe(steps);
+    expect(vm.lastReleasedAtMs).toBeUndefined(); // placed, never released
+    const before = performance.timeOrigin + performance.now();
     await vm.resume();
+    const after = performance.timeOrigin + performance.now();
+    expect(vm.lastReleasedAtMs).toBeGreaterThanOrEqual(before);
+    expect(vm.lastReleasedAtMs).toBeLessThanOrEqual(after);
     await waitFor(() => vm.totalSteps() > steps, 'steps after resume');
     await vm.stop();
     expect(pool.vcpusPerPcpu().reduce((a, b) => a + b, 0)).toBe(0);

@@ -78,6 +78,7 @@ export class Vm {
   private throttlePercent = 0;
   private suspendPath: string | undefined;
   private epoch = 0;
+  private releasedAtMs: number | undefined;
 
   private constructor(spec: NormalizedVmSpec, pool: CpuPool, memory: GuestMemory, log: DirtyLog, registers: RegisterBlock, devices: DeviceState, state: VmState) {
     this.id = spec.id;
@@ -140,6 +141,16 @@ export class Vm {
   }
 
   /** Guest memory. Throws MemoryReleasedError when suspended, stopped or deleted. */
+  /**
+   * When the vCPUs were last released to run (start or resume), epoch ms on
+   * `performance.timeOrigin + performance.now()`; undefined before the first time. A migration's
+   * downtime ends here, not when resume()'s promise settles: the thread that released them may
+   * be descheduled for milliseconds right after, by the vCPUs it woke.
+   */
+  get lastReleasedAtMs(): number | undefined {
+    return this.releasedAtMs;
+  }
+
   get memory(): GuestMemory {
     if (!this.mem) throw new MemoryReleasedError(this.id, this.current);
     return this.mem;
@@ -384,6 +395,7 @@ export class Vm {
     }));
     this.control = control;
     this.placed = await this.pool.attach(bindings, (vcpu, message) => this.events.emit('vcpu-faulted', new VcpuFaultError(this.id, vcpu, message)));
+    if (run) this.releasedAtMs = performance.timeOrigin + performance.now(); // running from here on, at the latest
     this.pool.ring(this.placed);
   }
 
@@ -398,6 +410,7 @@ export class Vm {
 
   private unpark(): void {
     if (!this.control || !this.placed) return;
+    this.releasedAtMs = performance.timeOrigin + performance.now();
     Atomics.store(this.control, CTL_RUN, 1);
     this.pool.ring(this.placed);
   }
