@@ -24,7 +24,7 @@ async function cluster(ids: string[]): Promise<{ coord: RunningCoordinator; migr
   cleanups.push(() => coord.close());
   const agents = new Map<string, RunningAgent>();
   for (const id of ids) {
-    const a = await startAgent({ coordinatorUrl: `ws://127.0.0.1:${coord.port}`, token: coord.token, hostId: id, capacity: { cpus: 4, memoryBytes: 256 * MiB, diskBytes: 2 ** 30 }, dataDir: join(dir, id), pcpus: 1 });
+    const a = await startAgent({ coordinatorUrl: `ws://127.0.0.1:${coord.port}`, token: coord.token, hostId: id, capacity: { cpus: 4, memoryBytes: 256 * MiB, diskBytes: 2 ** 30 }, dataDir: join(dir, id), pcpus: 1, memoryPoolBytes: 64 * MiB });
     cleanups.push(() => a.close());
     await a.whenRegistered();
     agents.set(id, a);
@@ -61,6 +61,18 @@ describe('LocalVmHost', () => {
     await expect(act('start')).rejects.toMatchObject({ code: expect.stringMatching(/FERRY_ERR/) });
     expect((await act('delete')).state).toBe('deleted');
     await expect(act('pause')).rejects.toMatchObject({ code: 'FERRY_ERR_UNKNOWN_VM' });
+  });
+
+  it('stop then delete works (a stopped VM holds no memory); the memory a stop or delete lets go goes to the pool', async () => {
+    const { coord, agents } = await cluster(['h1']);
+    const pool = (agents.get('h1')!.vmHost as unknown as { memoryPool: { stats: { given: number } } }).memoryPool;
+    const act = async (vmId: string, action: string): Promise<VmReport> => (await ask<Reply<'vm-updated'>>(coord, 'h1', { type: 'vm-action', vmId, action })).vm;
+    for (const vmId of ['vm-s', 'vm-d']) await ask(coord, 'h1', { type: 'vm-create', spec: { id: vmId, name: vmId, vcpus: 1, memoryBytes: 4 * MiB, workload: { kind: 'hotset', rate: 2000 } }, start: true });
+    expect((await act('vm-s', 'stop')).state).toBe('stopped');
+    expect((await act('vm-s', 'delete')).state).toBe('deleted');
+    expect((await act('vm-d', 'delete')).state).toBe('deleted'); // straight from running
+    await expect(act('vm-s', 'start')).rejects.toMatchObject({ code: 'FERRY_ERR_UNKNOWN_VM' });
+    expect(pool.stats.given).toBe(2);
   });
 
   it('snapshots live, clones from the snapshot, samples the writable working set and digests memory', async () => {

@@ -129,6 +129,13 @@ export class LocalVmHost implements VmHost {
     return this.residentMemory.has(memory) ? { stop: () => Promise.resolve() } : startPrefault(memory, pages);
   }
 
+  /** Runs `release` (stop, delete) and hands the memory the VM held before it to the pool. */
+  private async releasing(vm: Vm, release: () => Promise<void>): Promise<void> {
+    const held = vm.state === 'created' || vm.state === 'running' || vm.state === 'paused' ? { memory: vm.memory, log: vm.dirtyLog } : undefined;
+    await release();
+    if (held) this.recycle(held.memory, held.log.everWrittenBitmap());
+  }
+
   /**
    * Takes back the memory of a VM that is stopped for good (vCPUs detached, no stream reading it),
    * with its "ever written" map so only those pages are zeroed (and stay resident).
@@ -361,7 +368,7 @@ export class LocalVmHost implements VmHost {
         await vm.start();
         break;
       case 'stop':
-        await vm.stop();
+        await this.releasing(vm, () => vm.stop());
         break;
       case 'pause':
         await vm.pause();
@@ -381,10 +388,10 @@ export class LocalVmHost implements VmHost {
         break;
       }
       case 'delete': {
-        const memory = vm.state === 'suspended' ? undefined : { memory: vm.memory, written: vm.dirtyLog };
-        if (vm.state === 'running' || vm.state === 'paused') await vm.stop();
-        await vm.delete();
-        if (memory) this.recycle(memory.memory, memory.written.everWrittenBitmap());
+        await this.releasing(vm, async () => {
+          if (vm.state === 'running' || vm.state === 'paused') await vm.stop();
+          await vm.delete();
+        });
         await this.removeFile(e.suspendPath);
         const report = this.report(e);
         this.forget(m.vmId);
