@@ -252,9 +252,9 @@ describe('MigrationSender and MigrationReceiver', () => {
     const r = done.report;
     const rounds = JSON.stringify(r.roundStats.map((s) => ({ round: s.round, dirty: s.dirtyPages, throttle: s.throttlePercent })));
     // (On a loaded machine the fake vCPU may be starved and dirty fewer pages: then it converges
-    // sooner, at a lower throttle; the property is the same: the ramp is never "no progress".)
+    // sooner, at a lower throttle, even at none; the property is the same: the ramp is never "no
+    // progress". Without the fix this ends no-progress the round the throttle reaches 99%.)
     expect(r.stopReason, rounds).toBe('converged');
-    expect(r.finalThrottlePercent, rounds).toBeGreaterThan(0);
   });
 
   it('run is legal once', async () => {
