@@ -44,6 +44,8 @@ export interface AgentOptions {
   readonly pcpus?: number;
   /** Memory pool of the default VM host (LocalVmHostOptions.memoryPoolBytes); default 0. */
   readonly memoryPoolBytes?: number;
+  /** The default VM host suspends its VMs on close and brings them back at the next start (LocalVmHostOptions.suspendOnClose); default false. */
+  readonly suspendOnClose?: boolean;
   readonly logger?: Logger;
   /** Reconnect backoff; default 100 ms doubling to 5 s. */
   readonly backoff?: { initialMs?: number; maxMs?: number };
@@ -70,7 +72,7 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const hostId = options.hostId ?? `host-${nanoid(6)}`;
   const logger = (options.logger ?? createLogger('agent', 'silent', false)).child({ hostId });
-  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}), ...(options.memoryPoolBytes !== undefined ? { memoryPoolBytes: options.memoryPoolBytes } : {}) });
+  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}), ...(options.memoryPoolBytes !== undefined ? { memoryPoolBytes: options.memoryPoolBytes } : {}), ...(options.suspendOnClose !== undefined ? { suspendOnClose: options.suspendOnClose } : {}) });
   const reservations = new ReservationBook(options.capacity);
   let currentChannel: CoordinatorChannel | undefined;
   const registeredListeners = new Set<() => void>();
@@ -87,6 +89,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       return () => registeredListeners.delete(listener);
     },
   });
+  await vmHost.restore?.();
   const tokens = new OneTimeTokenRegistry<MigrationGrant>();
   const migrationHost = options.migrationHost ?? '127.0.0.1';
   const migration: MigrationServer = await startMigrationServer({ host: migrationHost, port: options.migrationPort ?? 0, tokens, reservations, vmHost, logger, clusterToken: options.token, hostId });

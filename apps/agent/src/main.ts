@@ -1,11 +1,15 @@
 /**
  * `tsx apps/agent/src/main.ts --coordinator ws://127.0.0.1:7070 --token T --id host-1 --cpus 8
  *  --memory 16GiB --disk 100GiB [--migration-port 0] [--migration-host 127.0.0.1]
- *  [--advertise-host H] [--log-level info] [--data-dir DIR] [--pcpus 2] [--memory-pool SIZE]`
+ *  [--advertise-host H] [--log-level info] [--data-dir DIR] [--pcpus 2] [--memory-pool SIZE]
+ *  [--on-shutdown suspend|stop]`
  * `--data-dir` holds the image library, suspend files and snapshots (default `.ferry/agents/<id>`);
  * `--pcpus` is the number of pCPU worker threads that run the VMs' vCPUs. `--memory-pool` keeps
  * the memory of departed VMs resident and zeroed for 30 s for the next incoming VM of the same
  * size, which then skips the page faults of fresh memory (default a quarter of --memory; 0: off).
+ * `--on-shutdown suspend` (default): SIGINT/SIGTERM suspend every VM into the data dir, and the
+ * next start on that data dir brings them back as they were (running, paused or suspended);
+ * `stop` stops them instead.
  * `--token-file F` reads the token from a file instead. Prints one JSON line on stdout when the
  * migration port listens: `{"event":"agent-ready","hostId":…,"migrationPort":N,"migrationAddress":…}`;
  * logs go to stderr. Bad flags (e.g. `--memory lots`): a message on stderr, exit 2. A token the
@@ -40,6 +44,7 @@ try {
       'data-dir': { type: 'string' },
       pcpus: { type: 'string' },
       'memory-pool': { type: 'string' },
+      'on-shutdown': { type: 'string' },
     },
     strict: true,
   }));
@@ -77,6 +82,8 @@ if (values.id !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(values.
 
 const pcpus = Number(values.pcpus ?? '2');
 if (!Number.isSafeInteger(pcpus) || pcpus < 1 || pcpus > 256) fail(`--pcpus must be an integer from 1 to 256, got "${values.pcpus}"`);
+const onShutdown = values['on-shutdown'] ?? 'suspend';
+if (onShutdown !== 'suspend' && onShutdown !== 'stop') fail(`--on-shutdown must be suspend or stop, got "${onShutdown}"`);
 const memoryPoolBytes = values['memory-pool'] === '0' ? 0 : values['memory-pool'] === undefined ? Math.floor(memoryBytes / 4) : size('memory-pool', values['memory-pool'], '0');
 
 const logger = createLogger('agent', values['log-level'] ?? 'info');
@@ -90,6 +97,7 @@ try {
     migrationPort,
     pcpus,
     memoryPoolBytes,
+    suspendOnClose: onShutdown === 'suspend',
     ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
     ...(values['migration-host'] !== undefined ? { migrationHost: values['migration-host'] } : {}),
     ...(values['advertise-host'] !== undefined ? { advertiseHost: values['advertise-host'] } : {}),

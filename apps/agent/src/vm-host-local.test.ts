@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostilePeer } from '@ferry/transport';
-import type { AgentToCoordinatorMessage, CoordinatorToAgentMessage, VmReport } from '@ferry/protocol';
+import type { AgentToCoordinatorMessage, CoordinatorToAgentMessage, VmReport, VmSpecWire } from '@ferry/protocol';
 // The coordinator is imported by path: apps/agent does not depend on apps/coordinator, only this test does.
 import { startCoordinator, createMigrationLab, type RunningCoordinator, type MigrationOrchestrator } from '../../coordinator/src/index.ts';
 import { startAgent, type RunningAgent } from './agent.ts';
@@ -75,6 +75,36 @@ describe('LocalVmHost', () => {
     expect(pool.stats.given).toBe(2);
   });
 
+  it('suspendOnClose: a shutdown suspends every VM and the next agent on the data dir brings each back as it was', async () => {
+    const { coord, dir } = await cluster([]);
+    const start = (): Promise<RunningAgent> =>
+      startAgent({ coordinatorUrl: `ws://127.0.0.1:${coord.port}`, token: coord.token, hostId: 'h1', capacity: { cpus: 4, memoryBytes: 256 * MiB, diskBytes: 2 ** 30 }, dataDir: join(dir, 'h1'), pcpus: 1, suspendOnClose: true });
+    let agent = await start();
+    await agent.whenRegistered();
+    const spec = (id: string): VmSpecWire => ({ id, name: id, vcpus: 1, memoryBytes: 4 * MiB, workload: { kind: 'uniform', seed: 3, rate: 5000 } });
+    for (const id of ['vm-run', 'vm-paused', 'vm-susp']) await ask(coord, 'h1', { type: 'vm-create', spec: spec(id), start: true });
+    await new Promise((r) => setTimeout(r, 100));
+    await ask(coord, 'h1', { type: 'vm-action', vmId: 'vm-paused', action: 'pause' });
+    await ask(coord, 'h1', { type: 'vm-action', vmId: 'vm-susp', action: 'suspend' });
+    const digest = async (vmId: string): Promise<Reply<'vm-digested'>> => ask<Reply<'vm-digested'>>(coord, 'h1', { type: 'vm-digest', vmId });
+    const pausedBefore = await digest('vm-paused');
+    const runningSteps = (await digest('vm-run')).totalSteps;
+    await agent.close(); // the shutdown
+    expect(readdirSync(join(dir, 'h1', 'suspend')).sort()).toEqual(['vm-paused.shutdown.json', 'vm-paused.snap', 'vm-run.shutdown.json', 'vm-run.snap', 'vm-susp.shutdown.json', 'vm-susp.snap']);
+
+    agent = await start();
+    cleanups.push(() => agent.close());
+    await agent.whenRegistered();
+    expect(Object.fromEntries(agent.vmHost.listVms().map((v) => [v.vmId, v.state]))).toEqual({ 'vm-run': 'running', 'vm-paused': 'paused', 'vm-susp': 'suspended' });
+    expect(await digest('vm-paused')).toMatchObject({ digest: pausedBefore.digest, totalSteps: pausedBefore.totalSteps }); // not one step lost or run
+    const again = await digest('vm-run');
+    expect(again.totalSteps).toBeGreaterThanOrEqual(runningSteps); // it carries on from where it was
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await digest('vm-run')).totalSteps).toBeGreaterThan(again.totalSteps);
+    expect(readdirSync(join(dir, 'h1', 'suspend'))).toEqual(['vm-susp.snap']); // notes consumed; the suspended VM keeps its file
+    expect((await ask<Reply<'vm-updated'>>(coord, 'h1', { type: 'vm-action', vmId: 'vm-susp', action: 'resume' })).vm.state).toBe('running');
+  });
+
   it('snapshots live, clones from the snapshot, samples the writable working set and digests memory', async () => {
     const { coord } = await cluster(['h1']);
     await ask(coord, 'h1', { type: 'vm-create', spec: { id: 'vm-s', name: 's', vcpus: 1, memoryBytes: 8 * MiB, workload: { kind: 'hotset', rate: 5000, params: { hotsetPages: 64, hotPercent: 100 } } }, start: true });
@@ -82,8 +112,13 @@ describe('LocalVmHost', () => {
     expect(snap.fileBytes).toBeGreaterThan(0);
     const clone = await ask<Reply<'vm-created'>>(coord, 'h1', { type: 'vm-clone', snapshotId: 'snap-1', newVmId: 'vm-c', name: 'copy', start: true });
     expect(clone.vm).toMatchObject({ vmId: 'vm-c', name: 'copy', state: 'running' });
-    const wws = await ask<Reply<'wws-sampled'>>(coord, 'h1', { type: 'vm-wws', vmId: 'vm-s', samples: 3, intervalMs: 50 });
+    const wws = await ask<Reply<'wws-sampled'>>(coord, 'h1', { type: 'vm-wws', vmId: 'vm-s', samples: 3, intervalMs: 50, predictAt: { bandwidthBytesPerSec: 125e6, maxDowntimeMs: 300 } });
     expect(wws.samples).toHaveLength(3);
+    // Pre-copy simulated over the trace at 1 Gbit/s: round 1 sends all 8 MiB (~67 ms), then the hot set converges.
+    expect(wws.prediction).toMatchObject({ bandwidthBytesPerSec: 125e6, maxDowntimeMs: 300, stopReason: 'converged' });
+    expect(wws.prediction!.rounds).toBeGreaterThanOrEqual(2);
+    expect(wws.prediction!.totalMs).toBeGreaterThan(60);
+    expect(wws.prediction!.downtimeMs).toBeLessThan(300);
     expect(wws.wwsPages).toBeGreaterThan(0);
     expect(wws.wwsPages).toBeLessThanOrEqual(70); // the hot set (+ guest-info page)
     const d1 = await ask<Reply<'vm-digested'>>(coord, 'h1', { type: 'vm-digest', vmId: 'vm-s' });

@@ -12,12 +12,12 @@
  * (`migrationId` set) refuses every request but `vm-digest`; a VM being sampled (`vm-wws`) or
  * snapshotted refuses a migration.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { join } from 'node:path';
 import { GuestMemory, MemoryPool, memoryDigest, startPrefault, type Prefault } from '@ferry/memory';
-import { CpuPool, Vm, normalizeSpec, readHeartbeatMs, type NormalizedVmSpec, type VmSpec, type WorkloadKind } from '@ferry/vm';
+import { CpuPool, Vm, normalizeSpec, predictPrecopy, readHeartbeatMs, sampleWritableWorkingSet, type NormalizedVmSpec, type PrecopyPrediction, type VmSpec, type WorkloadKind, type WwsSampling } from '@ferry/vm';
 import { ImageLibrary } from '@ferry/images';
 import type {
   AgentToCoordinatorMessage,
@@ -28,7 +28,7 @@ import type {
   VmReport,
   VmSpecWire,
   VmWwsMessage,
-  WwsSampleWire,
+  WwsPrediction,
 } from '@ferry/protocol';
 import type { CoordinatorLink, IncomingMigrationChannel, Reservation, ReservationBook, VmHost } from './vm-host.ts';
 import type { Logger } from './logger.ts';
@@ -54,6 +54,13 @@ export interface LocalVmHostOptions {
    * at most this many bytes for 30 s (see @ferry/memory MemoryPool). Default 0: none kept.
    */
   readonly memoryPoolBytes?: number;
+  /**
+   * On close, suspend every VM to `<dataDir>/suspend/` (with a note of its state) instead of
+   * stopping it; the next LocalVmHost on the same data dir brings them back in restore(): running
+   * ones run again, paused ones stay paused, suspended ones stay suspended (libvirt-guests'
+   * ON_SHUTDOWN=suspend). The agent process sets it; tests that only clean up leave it off.
+   */
+  readonly suspendOnClose?: boolean;
 }
 
 /** A VM this host runs, with what the agent knows about it beyond the Vm. */
@@ -282,9 +289,10 @@ export class LocalVmHost implements VmHost {
     for (const e of this.vms.values()) {
       e.off();
       try {
+        if (this.options.suspendOnClose && (await this.putAway(e))) continue;
         if (['created', 'running', 'paused', 'suspended'].includes(e.vm.state)) await e.vm.stop();
-      } catch {
-        // shutting down anyway
+      } catch (err) {
+        this.logger.error({ event: 'vm-shutdown-failed', vmId: e.spec.id, err: (err as Error).message }, 'could not put the VM away at shutdown; it is stopped');
       }
     }
     this.vms.clear();
@@ -427,28 +435,61 @@ export class LocalVmHost implements VmHost {
     if (e.vm.state !== 'running') throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${m.vmId} is ${e.vm.state}; sampling needs it running`);
     e.busy = 'wws';
     try {
-      const log = e.vm.dirtyLog;
-      const seen = new Uint8Array(log.pageCount);
-      let distinct = 0;
-      const samples: WwsSampleWire[] = [];
-      log.clear();
-      for (let i = 0; i < m.samples; i++) {
-        const t0 = performance.now();
-        await new Promise((r) => setTimeout(r, m.intervalMs));
-        if (e.vm.state !== 'running') break;
-        const pages = log.harvest();
-        const intervalMs = performance.now() - t0;
-        for (const p of pages) {
-          if (seen[p] === 0) {
-            seen[p] = 1;
-            distinct++;
-          }
-        }
-        samples.push({ atMs: performance.timeOrigin + performance.now(), intervalMs, dirtyPages: pages.length, dirtyRatePagesPerSec: pages.length / (intervalMs / 1000) });
+      // Stops early if the VM stops running (its dirty log then says nothing about a workload).
+      const stopped = new AbortController();
+      const off = e.vm.on('state-changed', (change) => {
+        if (change.to !== 'running') stopped.abort();
+      });
+      let sampling: WwsSampling;
+      try {
+        sampling = await sampleWritableWorkingSet(e.vm, { samples: m.samples, intervalMs: m.intervalMs, signal: stopped.signal });
+      } finally {
+        off();
       }
-      return { type: 'wws-sampled', requestId: m.requestId, vmId: m.vmId, samples, wwsPages: distinct, memoryBytes: e.spec.memoryBytes };
+      const prediction = m.predictAt && sampling.samples.length > 0 ? predictionWire(predictPrecopy(sampling, m.predictAt), m.predictAt.maxDowntimeMs) : undefined;
+      return { type: 'wws-sampled', requestId: m.requestId, vmId: m.vmId, samples: sampling.samples, wwsPages: sampling.wwsPages, memoryBytes: e.spec.memoryBytes, ...(prediction ? { prediction } : {}) };
     } finally {
       e.busy = undefined;
+    }
+  }
+
+  // ----- shutdown and restart ----------------------------------------------------------------
+
+  /** Suspends `e` to its file (if it is not suspended already) and notes its state; false if it cannot be kept. */
+  private async putAway(e: VmEntry): Promise<boolean> {
+    const state = e.vm.state;
+    if (state !== 'running' && state !== 'paused' && state !== 'suspended') return false;
+    const dir = await this.dir('suspend');
+    let path = e.suspendPath;
+    if (state !== 'suspended') {
+      path = join(dir, `${e.spec.id}.snap`);
+      await e.vm.suspend(path);
+    }
+    const note: ShutdownNote = { vmId: e.spec.id, state, file: path!, ...(e.image !== undefined ? { image: e.image } : {}) };
+    const notePath = join(dir, `${e.spec.id}${SHUTDOWN_NOTE_SUFFIX}`);
+    await writeFile(`${notePath}.tmp`, JSON.stringify(note));
+    await rename(`${notePath}.tmp`, notePath);
+    this.logger.info({ event: 'vm-put-away', vmId: e.spec.id, state }, 'VM suspended for the shutdown');
+    return true;
+  }
+
+  /** Brings back the VMs the last shutdown put away (see suspendOnClose). A note that cannot be used is logged and left. */
+  async restore(): Promise<void> {
+    const dir = await this.dir('suspend');
+    for (const name of (await readdir(dir)).filter((n) => n.endsWith(SHUTDOWN_NOTE_SUFFIX))) {
+      const notePath = join(dir, name);
+      try {
+        const note = JSON.parse(await readFile(notePath, 'utf8')) as ShutdownNote;
+        if (this.vms.has(note.vmId)) throw new Error(`vm ${note.vmId} exists already`);
+        const vm = await Vm.resumeFrom(note.file, this.pool, { paused: note.state !== 'running' });
+        if (note.state === 'suspended') await vm.suspend(note.file);
+        else await this.removeFile(note.file);
+        const entry = this.adopt(vm, vm.spec, note.image, note.state === 'suspended' ? note.file : undefined);
+        await rm(notePath, { force: true });
+        this.logger.info({ event: 'vm-brought-back', vmId: entry.spec.id, state: vm.state }, 'VM brought back from the last shutdown');
+      } catch (err) {
+        this.logger.error({ event: 'vm-bring-back-failed', note: notePath, err: (err as Error).message }, 'could not bring a VM back from the last shutdown');
+      }
     }
   }
 
@@ -495,6 +536,22 @@ export function toVmSpec(w: VmSpecWire): VmSpec {
 let gc: (() => void) | undefined | null;
 let gcTimer: NodeJS.Timeout | undefined;
 let gcLateTimer: NodeJS.Timeout | undefined;
+
+/** What a shutdown noted beside a VM's suspend file (`<vmId>.shutdown.json`). */
+interface ShutdownNote {
+  readonly vmId: string;
+  /** Its state when the agent shut down: the state it comes back in. */
+  readonly state: 'running' | 'paused' | 'suspended';
+  readonly file: string;
+  readonly image?: string;
+}
+
+const SHUTDOWN_NOTE_SUFFIX = '.shutdown.json';
+
+/** The wire form of a pre-copy prediction. */
+function predictionWire(p: PrecopyPrediction, maxDowntimeMs: number): WwsPrediction {
+  return { bandwidthBytesPerSec: p.bandwidthBytesPerSec, maxDowntimeMs, rounds: p.rounds.length, finalPages: p.finalPages, downtimeMs: p.downtimeMs, totalMs: p.totalMs, stopReason: p.stopReason };
+}
 
 /** Delays of the collections after a release: soon, and once more when migration streams have closed. */
 const GC_DELAYS_MS = [50, 1000] as const;

@@ -46,7 +46,9 @@ export interface VmHost {
   acceptIncomingMigration(channel: IncomingMigrationChannel, reservation: Reservation): void;
   /** Offered coordinator messages the core does not handle; return true when handled. */
   onCoordinatorMessage?(message: CoordinatorToAgentMessage, reply: (m: AgentToCoordinatorMessage) => void): boolean;
-  /** Stops every VM (shutdown). */
+  /** Brings back what the last shutdown put away (see LocalVmHostOptions.suspendOnClose); awaited before the first registration. */
+  restore?(): Promise<void>;
+  /** Stops (or suspends) every VM (shutdown). */
   close?(): Promise<void>;
 }
 
