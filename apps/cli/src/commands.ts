@@ -1,8 +1,11 @@
+import { writeFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { wwsChartSvg } from '@ferry/lab';
 import {
   API_ROUTES,
   ApiError,
   apiPath,
+  formatRate,
   validateMigrationPolicy,
   validateRunRequest,
   type ApiEvent,
@@ -388,23 +391,39 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
   program
     .command('wws')
     .argument('<vm>', 'VM id')
-    .option('--samples <n>', 'number of samples', integer('--samples', 1, 1000), 5)
-    .option('--interval <ms>', 'sampling interval', integer('--interval', 10, 60_000), 200)
-    .description("sample a VM's writable working set (pages dirtied per interval)")
-    .action(async (vmId: string, o: { samples: number; interval: number }, cmd: Command) => {
-      const report = await clientOf(cmd).get<WwsReport>(apiPath(API_ROUTES.vmWws, vmId), { samples: o.samples, intervalMs: o.interval });
-      print(cmd, report, () =>
-        r.renderTable(report.samples, [
-          { header: 'at', cell: (s) => r.formatMs(s.atMs), align: 'right' },
-          { header: 'interval', cell: (s) => r.formatMs(s.intervalMs), align: 'right' },
-          { header: 'dirty pages', cell: (s) => r.formatCount(s.dirtyPages), align: 'right' },
-          { header: 'pages/s', cell: (s) => r.formatCount(s.dirtyRatePagesPerSec), align: 'right' },
-        ]) + `writable working set: ${r.formatCount(report.wwsPages)} pages (${r.formatCount(report.wwsBytes)} bytes) of ${r.formatCount(report.memoryBytes)} bytes\n`,
-      );
+    .option('--samples <n>', 'number of samples', integer('--samples', 1, 1000), 20)
+    .option('--interval <ms>', 'sampling interval (the paper: 50 ms)', integer('--interval', 10, 60_000), 50)
+    .option('--bandwidth <rate>', 'also predict pre-copy at this link rate (e.g. 1Gbit/s, 125MB)')
+    .option('--max-downtime <ms>', 'with --bandwidth: the stop rule\'s downtime target', integer('--max-downtime', 1, 600_000))
+    .option('--svg <file>', 'also draw the writable working set over time into this SVG file')
+    .description("sample a VM's writable working set (pages dirtied per interval), plot it, and predict pre-copy at a bandwidth")
+    .action(async (vmId: string, o: { samples: number; interval: number; bandwidth?: string; maxDowntime?: number; svg?: string }, cmd: Command) => {
+      if (o.maxDowntime !== undefined && o.bandwidth === undefined) throw new UsageError('--max-downtime needs --bandwidth');
+      const report = await clientOf(cmd).get<WwsReport>(apiPath(API_ROUTES.vmWws, vmId), { samples: o.samples, intervalMs: o.interval, bandwidth: o.bandwidth, maxDowntimeMs: o.maxDowntime });
+      if (o.svg !== undefined) writeFileSync(o.svg, wwsChartSvg([{ label: vmId, intervalMs: o.interval, dirtyPages: report.samples.map((s) => s.dirtyPages) }], `writable working set of ${vmId}`));
+      print(cmd, report, () => renderWws(report) + (o.svg !== undefined ? `chart: ${o.svg}\n` : ''));
     });
 
   registerBenchCommand(program, { clientOf, print, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   return program;
+}
+
+/** The samples as a table with a bar per interval, the working set, and the prediction if asked. */
+function renderWws(report: WwsReport): string {
+  const most = Math.max(1, ...report.samples.map((s) => s.dirtyPages));
+  const table = r.renderTable(report.samples, [
+    { header: 'interval', cell: (s) => r.formatMs(s.intervalMs), align: 'right' },
+    { header: 'dirty pages', cell: (s) => r.formatCount(s.dirtyPages), align: 'right' },
+    { header: 'pages/s', cell: (s) => r.formatCount(s.dirtyRatePagesPerSec), align: 'right' },
+    { header: '', cell: (s) => '#'.repeat(Math.round((s.dirtyPages / most) * 40)) },
+  ]);
+  const wws = `writable working set: ${r.formatCount(report.wwsPages)} pages (${r.formatCount(report.wwsBytes)} bytes) of ${r.formatCount(report.memoryBytes)} bytes\n`;
+  const p = report.prediction;
+  const predicted = p
+    ? `predicted pre-copy at ${formatRate(p.bandwidthBytesPerSec)} (stop rule ${r.formatMs(p.maxDowntimeMs)}): ${p.rounds} rounds, ${p.stopReason}, downtime ${r.formatMs(p.downtimeMs)} (${r.formatCount(p.finalPages)} pages while paused), total ${r.formatMs(p.totalMs)}\n` +
+      '  (round 1 sends all of memory; the fixed cost of the switch-over is not included: compare with a migration\'s report)\n'
+    : '';
+  return table + wws + predicted;
 }
 
 function renderDrain(d: HostDrain): string {

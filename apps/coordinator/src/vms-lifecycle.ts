@@ -6,7 +6,7 @@
  * (a second one while the first runs is refused the same way).
  */
 import type { VmSnapshot, VmState, WwsReport } from '@ferry/protocol';
-import { validateCloneRequest, validatePlaceRequest, validateSnapshotRequest, validateStopRequest } from '@ferry/protocol';
+import { DEFAULT_MIGRATION_POLICY, parseRate, validateCloneRequest, validatePlaceRequest, validateSnapshotRequest, validateStopRequest } from '@ferry/protocol';
 import { askAgent, type CloudDeps } from './cloud-deps.ts';
 import { CoordinatorError } from './errors.ts';
 import type { VmRecord } from './vms-journal.ts';
@@ -233,13 +233,21 @@ export async function deleteVm(deps: CloudDeps, vmId: string): Promise<VmRecord>
 
 /** `wws` (running|paused): samples the writable working set on the owning agent. */
 export async function sampleWws(deps: CloudDeps, vmId: string, query: URLSearchParams): Promise<WwsReport> {
-  const samples = intParam(query, 'samples', 5, 1, 1000);
-  const intervalMs = intParam(query, 'intervalMs', 200, 10, 60_000);
+  // The paper's sampling: every 50 ms, here for a second by default.
+  const samples = intParam(query, 'samples', 20, 1, 1000);
+  const intervalMs = intParam(query, 'intervalMs', 50, 10, 60_000);
+  const bandwidth = query.get('bandwidth');
+  let predictAt: { bandwidthBytesPerSec: number; maxDowntimeMs: number } | undefined;
+  if (bandwidth !== null && bandwidth !== '') {
+    const bytesPerSec = parseRate(/^\d+(\.\d+)?$/.test(bandwidth) ? Number(bandwidth) : bandwidth, 'bandwidth');
+    if (!(bytesPerSec > 0)) throw new CoordinatorError('FERRY_ERR_BAD_REQUEST', 'bandwidth must be more than 0 bytes/s');
+    predictAt = { bandwidthBytesPerSec: bytesPerSec, maxDowntimeMs: intParam(query, 'maxDowntimeMs', DEFAULT_MIGRATION_POLICY.maxDowntimeMs, 1, 600_000) };
+  }
   const vm = deps.vms.expectState(vmId, ['running', 'paused'], 'sample the working set of');
   if (isVmBusy(deps, vmId)) throw new VmInvalidStateError(vmId, vm.state, 'sample the working set of (busy)', ['running', 'paused']);
   const host = ownerOf(deps, vm, 'sample the working set of');
-  const reply = await askAgent(deps.agents, host, { type: 'vm-wws', vmId, samples, intervalMs }, 'wws-sampled', samples * intervalMs + 10_000);
-  return { vm: vmId, samples: reply.samples, wwsPages: reply.wwsPages, wwsBytes: reply.wwsPages * 4096, memoryBytes: reply.memoryBytes };
+  const reply = await askAgent(deps.agents, host, { type: 'vm-wws', vmId, samples, intervalMs, ...(predictAt ? { predictAt } : {}) }, 'wws-sampled', samples * intervalMs + 10_000);
+  return { vm: vmId, samples: reply.samples, wwsPages: reply.wwsPages, wwsBytes: reply.wwsPages * 4096, memoryBytes: reply.memoryBytes, ...(reply.prediction ? { prediction: reply.prediction } : {}) };
 }
 
 function intParam(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {

@@ -24,7 +24,7 @@ import { API_PREFIX } from './api.ts';
  * | POST /api/v1/vms/:id/snapshot | VmSnapshotRequest | VmSnapshot (201) |
  * | POST /api/v1/vms/:id/clone | VmCloneRequest | Vm (201), the new instance |
  * | POST /api/v1/vms/:id/migrate | Omit<MigrateRequest,'vm'> | Migration (202) |
- * | GET  /api/v1/vms/:id/wws?samples=N&intervalMs=M | | WwsReport |
+ * | GET  /api/v1/vms/:id/wws?samples=N&intervalMs=M[&bandwidth=RATE&maxDowntimeMs=MS] | | WwsReport (+ prediction) |
  * | GET  /api/v1/migrations | | Migration[] |
  * | POST /api/v1/migrations | MigrateRequest | Migration (202) |
  * | GET  /api/v1/migrations/:id | | Migration |

@@ -217,7 +217,7 @@ export interface WwsSample {
   readonly dirtyRatePagesPerSec: number;
 }
 
-/** Reply of `GET /api/v1/vms/:id/wws?samples=N&intervalMs=M`: writable working set sampling. */
+/** Reply of `GET /api/v1/vms/:id/wws?samples=N&intervalMs=M[&bandwidth=RATE&maxDowntimeMs=MS]` (defaults 20 × 50 ms): writable working set sampling, with a pre-copy prediction when a bandwidth is given. */
 export interface WwsReport {
   readonly vm: string;
   readonly samples: readonly WwsSample[];
@@ -225,6 +225,20 @@ export interface WwsReport {
   readonly wwsPages: number;
   readonly wwsBytes: number;
   readonly memoryBytes: number;
+  /** With a bandwidth asked: pre-copy simulated over this trace with Ferry's stop rule (the paper's use of the WWS). */
+  readonly prediction?: WwsPrediction;
+}
+
+/** What pre-copy would do at a bandwidth, predicted from a WWS trace (round 1 sends all of memory). */
+export interface WwsPrediction {
+  readonly bandwidthBytesPerSec: number;
+  readonly maxDowntimeMs: number;
+  readonly rounds: number;
+  /** Pages copied while paused. */
+  readonly finalPages: number;
+  readonly downtimeMs: number;
+  readonly totalMs: number;
+  readonly stopReason: 'converged' | 'max-rounds' | 'no-progress';
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import {
   type WorkloadWire,
   type WwsSampleWire,
 } from './cluster-messages.ts';
-import { RATE_LIMIT_KINDS, type MigrationRateLimit } from './api.ts';
+import { RATE_LIMIT_KINDS, type MigrationRateLimit, type WwsPrediction } from './api.ts';
 
 /** Largest agent ↔ coordinator control message, bytes. */
 export const CLUSTER_MAX_MESSAGE_BYTES = 1024 * 1024;
@@ -207,6 +207,18 @@ function wwsSamples(raw: RawMessage): WwsSampleWire[] {
   }));
 }
 
+function wwsPrediction(o: RawMessage): WwsPrediction {
+  return {
+    bandwidthBytesPerSec: field.number(o, 'bandwidthBytesPerSec', 0),
+    maxDowntimeMs: field.number(o, 'maxDowntimeMs', 0),
+    rounds: field.integer(o, 'rounds'),
+    finalPages: field.integer(o, 'finalPages'),
+    downtimeMs: field.number(o, 'downtimeMs', 0),
+    totalMs: field.number(o, 'totalMs', 0),
+    stopReason: field.oneOf(o, 'stopReason', ['converged', 'max-rounds', 'no-progress'] as const),
+  };
+}
+
 /** One validator per agent → coordinator message. */
 export const AGENT_TO_COORDINATOR_VALIDATORS: MessageValidators<AgentToCoordinatorMessage> = {
   register: (raw) => ({
@@ -246,6 +258,7 @@ export const AGENT_TO_COORDINATOR_VALIDATORS: MessageValidators<AgentToCoordinat
     samples: wwsSamples(raw),
     wwsPages: field.integer(raw, 'wwsPages'),
     memoryBytes: field.integer(raw, 'memoryBytes'),
+    ...(has(raw, 'prediction') ? { prediction: wwsPrediction(field.map(raw, 'prediction')) } : {}),
   }),
   'vm-digested': (raw) => ({
     type: 'vm-digested',
@@ -311,6 +324,12 @@ export const COORDINATOR_TO_AGENT_VALIDATORS: MessageValidators<CoordinatorToAge
     vmId: id(raw, 'vmId'),
     samples: field.integer(raw, 'samples', 1, CLUSTER_MAX_WWS_SAMPLES),
     intervalMs: field.integer(raw, 'intervalMs', 1, 60_000),
+    ...(has(raw, 'predictAt')
+      ? (() => {
+          const p = field.map(raw, 'predictAt');
+          return { predictAt: { bandwidthBytesPerSec: field.number(p, 'bandwidthBytesPerSec', 1), maxDowntimeMs: field.number(p, 'maxDowntimeMs', 1, 600_000) } };
+        })()
+      : {}),
   }),
   'vm-digest': (raw) => ({ type: 'vm-digest', requestId: id(raw, 'requestId'), vmId: id(raw, 'vmId') }),
   'migration-start': (raw) => ({

@@ -54,7 +54,7 @@
  * locally). After a reconnect the source re-sends `migration-ready`, so a restarted coordinator
  * can answer from its journal.
  */
-import type { MigrationPolicy, RoundStats } from './api.ts';
+import type { MigrationPolicy, RoundStats, WwsPrediction } from './api.ts';
 
 /** Version of the agent ↔ coordinator protocol sent in `register`. */
 export const CLUSTER_PROTOCOL_VERSION = 1;
@@ -293,6 +293,8 @@ export interface VmWwsMessage {
   readonly vmId: string;
   readonly samples: number;
   readonly intervalMs: number;
+  /** Also predict pre-copy at this bandwidth (bytes/s) over the trace. */
+  readonly predictAt?: { readonly bandwidthBytesPerSec: number; readonly maxDowntimeMs: number };
 }
 
 /** coordinator → agent: digest of a VM's whole memory (tests, benchmarks). Reply `vm-digested`. */
@@ -350,6 +352,8 @@ export interface WwsSampledMessage {
   /** Distinct pages dirtied over all samples. */
   readonly wwsPages: number;
   readonly memoryBytes: number;
+  /** When `predictAt` was asked. */
+  readonly prediction?: WwsPrediction;
 }
 
 /** agent → coordinator: reply to `vm-digest`: xxh64 hex of all guest memory (packages/memory memoryDigest). */
