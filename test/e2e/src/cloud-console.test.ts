@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ApiEvent, Host, MigrationReport, Vm } from '@ferry/protocol';
+import type { ApiEvent, Host, MigrationReport, Vm, WwsReport } from '@ferry/protocol';
 import { jsonReplies, pidsIn, portClosed, spawnCluster, waitGone, type ClusterProcess } from './cloud-helpers.ts';
 
 // The whole cloud through the real console: `scripts/cluster.ts` starts a coordinator and three
@@ -36,6 +36,7 @@ describe('the coordinator console on a local cluster', () => {
         'events --json --limit 1000',
         'stop vm-2 --json',
         'stop vm-2 --json',
+        'wws vm-1 --samples 4 --bandwidth 1Gbit/s --json',
         'exit',
       ],
       true,
@@ -43,7 +44,7 @@ describe('the coordinator console on a local cluster', () => {
     const exit = await cluster.exited;
     const output = cluster.output();
     expect(exit.code, `${output}\n${cluster.errors()}`).toBe(0);
-    const [web, cache, report, drained, vms, hosts, events, stopped, refused] = jsonReplies(output) as [Vm, Vm, MigrationReport, Host, Vm[], Host[], ApiEvent[], Vm, { error: { code: string } }];
+    const [web, cache, report, drained, vms, hosts, events, stopped, refused, wws] = jsonReplies(output) as [Vm, Vm, MigrationReport, Host, Vm[], Host[], ApiEvent[], Vm, { error: { code: string } }, WwsReport];
     expect(web).toMatchObject({ id: 'vm-1', host: 'host-1', state: 'running', credentials: { user: 'ferry' } });
     expect(web.ip).toMatch(/^10\.0\.\d+\.\d+$/);
     expect(web.credentials.password.length).toBeGreaterThanOrEqual(20);
@@ -69,6 +70,11 @@ describe('the coordinator console on a local cluster', () => {
 
     expect(stopped).toMatchObject({ id: 'vm-2', state: 'stopped' });
     expect(refused.error.code).toBe('FERRY_ERR_INVALID_STATE');
+    // The writable working set of the running hot-set VM, with pre-copy predicted at 1 Gbit/s.
+    expect(wws.samples).toHaveLength(4);
+    expect(wws.wwsPages).toBeGreaterThan(0);
+    expect(wws.prediction).toMatchObject({ bandwidthBytesPerSec: 125_000_000, maxDowntimeMs: 300 });
+    expect(wws.prediction!.totalMs).toBeGreaterThan(100); // round 1 alone: 16 MiB at 125 MB/s
 
     // Every process of the cluster is gone and the coordinator's port is free.
     expect(await waitGone(pidsIn(output))).toEqual([]);
