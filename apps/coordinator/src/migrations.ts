@@ -37,10 +37,7 @@ import {
   type MigrationFinishedMessage,
   type MigrationRoundWire,
   type MigrationStartMessage,
-  type MigrationTimeline,
-  type TimelineRound,
   type MigrationPolicy,
-  type MigrationReport,
   type MigrationState,
   type RoundStats,
   type VmState,
@@ -51,6 +48,8 @@ export { readJson } from './migrations-http.ts';
 import { handleMigrationRoutes } from './migrations-http.ts';
 import { writeFileAtomic } from './state-dir.ts';
 import { CommitLog } from './migrations-commit-log.ts';
+import { emptyReport, journalOf, mergeJournals, sourceVmState, toReport, viewOf, type Journal, type MigrationRecord, type MigrationReportDetail } from './migrations-record.ts';
+export type { MigrationReportDetail } from './migrations-record.ts';
 
 /** Where a VM is and what it needs, as the VM registry knows it. */
 export interface VmLocation {
@@ -119,69 +118,8 @@ export interface StartMigrationRequest {
   readonly policy: MigrationPolicy;
 }
 
-/** The full report: the API's MigrationReport plus engine detail. */
-export interface MigrationReportDetail extends MigrationReport {
-  readonly pausedAtMs: number;
-  readonly stopReason: string;
-  readonly pageBytesSent: number;
-  readonly switchoverMs: number;
-  readonly finalThrottlePercent: number;
-  readonly digest: string;
-}
-
-interface Record_ {
-  id: string;
-  vm: string;
-  from: string;
-  to: string;
-  state: MigrationState;
-  policy: MigrationPolicy;
-  rounds: RoundStats[];
-  report?: MigrationReportDetail;
-  error?: ApiErrorInfo;
-  startedAt: string;
-  startedAtMs: number;
-  /** The owner switch is recorded (journaled): the decision is commit from now on. */
-  committed: boolean;
-  /** When it was recorded (ms since epoch). */
-  committedAtMs?: number;
-  /** VM state before the migration (restored on abort when the source does not tell). */
-  priorState: VmState;
-  /** chooseDestination claimed placement capacity that migrationEnded must release. */
-  placementClaimed: boolean;
-  /** Finished before the coordinator restarted? Not persisted: true for live ones only. */
-  live: boolean;
-  destinationDone: boolean;
-  /** The source reported a broken stream; the verdict waits for the destination's link (not persisted). */
-  streamFailure?: PendingStreamFailure;
-  /** Step times, ms since startedAtMs (see MigrationTimeline; `committedMs` comes from committedAtMs). Absent in old journals. */
-  timeline?: TimelineStamps;
-}
-
-/** What the coordinator stamps itself (MigrationTimeline minus the commit, which committedAtMs holds). */
-interface TimelineStamps {
-  reservedMs?: number;
-  rounds: TimelineRound[];
-  readyMs?: number;
-  activatedMs?: number;
-  finishedMs?: number;
-}
-
-interface PendingStreamFailure {
-  readonly error: ApiErrorInfo;
-  readonly vmState: VmState;
-  readonly report: MigrationReportDetail | undefined;
-  readonly timer: NodeJS.Timeout;
-}
-
-interface Journal {
-  readonly version: 1;
-  readonly migrations: Record_[];
-}
 
 const ACTIVE_BEFORE_COMMIT: readonly MigrationState[] = ['reserving', 'precopy', 'stop-and-copy'];
-/** Finished migrations kept in the synchronous journal file besides the unfinished ones (the state save keeps them all). */
-const JOURNAL_RECENT_FINISHED = 16;
 
 /** A migration that cannot start or be changed: a stable `code` and its HTTP status. */
 export class MigrationRequestError extends ApiError {}
@@ -191,7 +129,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
   readonly name = 'migrations';
   private readonly options: MigrationOrchestratorOptions;
   private readonly directory: VmDirectory;
-  private readonly records = new Map<string, Record_>();
+  private readonly records = new Map<string, MigrationRecord>();
   private ctx: CoordinatorContext | undefined;
   private log: Logger | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
@@ -236,7 +174,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
   }
 
   saveState(): unknown {
-    return this.journal();
+    return journalOf(this.records.values());
   }
 
   close(): void {
@@ -336,7 +274,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
       throw new MigrationRequestError(to === from ? 'FERRY_ERR_PLACEMENT' : 'FERRY_ERR_HOST_UNAVAILABLE', to === from ? `placement chose the source host ${from}` : `destination host ${to} is not connected`);
     }
     const now = Date.now();
-    const r: Record_ = {
+    const r: MigrationRecord = {
       id: `mig-${nanoid(10)}`,
       vm: request.vmId,
       from,
@@ -357,15 +295,15 @@ export class MigrationOrchestrator implements CoordinatorModule {
     this.directory.setState(r.vm, 'migrating');
     this.persist(true);
     this.logFor(r).info({ event: 'migration-started', from, to, policy: r.policy }, 'migration started');
-    ctx.events.emit('migration-started', this.refs(r), this.view(r));
+    ctx.events.emit('migration-started', this.refs(r), viewOf(r));
     void this.run(r);
-    return this.view(r);
+    return viewOf(r);
   }
 
   /** A migration by id, or undefined. */
   get(id: string): Migration | undefined {
     const r = this.records.get(id);
-    return r && this.view(r);
+    return r && viewOf(r);
   }
 
   /** A migration by id; throws FERRY_ERR_UNKNOWN_MIGRATION. */
@@ -377,12 +315,12 @@ export class MigrationOrchestrator implements CoordinatorModule {
 
   /** Every known migration, oldest first. */
   list(): Migration[] {
-    return [...this.records.values()].map((r) => this.view(r));
+    return [...this.records.values()].map((r) => viewOf(r));
   }
 
   /** Migrations not final yet. */
   active(): Migration[] {
-    return [...this.records.values()].filter((r) => !FINAL_MIGRATION_STATES.includes(r.state)).map((r) => this.view(r));
+    return [...this.records.values()].filter((r) => !FINAL_MIGRATION_STATES.includes(r.state)).map((r) => viewOf(r));
   }
 
   /**
@@ -406,7 +344,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
       }, 10_000);
       timer.unref();
     }
-    return this.view(r);
+    return viewOf(r);
   }
 
   /** Resolves with the migration once it is final (tests, drain). */
@@ -420,7 +358,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
           return true;
         }
         if (FINAL_MIGRATION_STATES.includes(r.state)) {
-          resolve(this.view(r));
+          resolve(viewOf(r));
           return true;
         }
         return false;
@@ -441,7 +379,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
 
   // ----- the run -----------------------------------------------------------------------------
 
-  private async run(r: Record_): Promise<void> {
+  private async run(r: MigrationRecord): Promise<void> {
     const ctx = this.context();
     const log = this.logFor(r);
     const vm = this.directory.get(r.vm);
@@ -600,7 +538,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
       return;
     }
     if (hostId !== r.from) return;
-    const report = m.report ? this.toReport(r, m.report, m.outcome) : undefined;
+    const report = m.report ? toReport(r, m.report, m.outcome) : undefined;
     if (m.outcome === 'completed') {
       if (FINAL_MIGRATION_STATES.includes(r.state) && r.state !== 'failed') return;
       this.finish(r, 'completed', undefined, (m.vm?.state as VmState | undefined) ?? 'running', report);
@@ -637,7 +575,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
 
   // ----- helpers -----------------------------------------------------------------------------
 
-  private finish(r: Record_, outcome: 'completed' | 'failed' | 'cancelled', error?: ApiErrorInfo, vmState?: VmState, report?: MigrationReportDetail): void {
+  private finish(r: MigrationRecord, outcome: 'completed' | 'failed' | 'cancelled', error?: ApiErrorInfo, vmState?: VmState, report?: MigrationReportDetail): void {
     const ctx = this.context();
     r.state = outcome;
     this.stamp(r, 'finishedMs');
@@ -664,14 +602,14 @@ export class MigrationOrchestrator implements CoordinatorModule {
     const log = this.logFor(r);
     if (outcome === 'completed') {
       log.info({ event: 'migration-completed', downtime_ms: r.report?.downtimeMs, total_ms: r.report?.totalMs, rounds: r.report?.rounds }, 'migration completed');
-      ctx.events.emit('migration-completed', this.refs(r), r.report ?? this.emptyReport(r));
+      ctx.events.emit('migration-completed', this.refs(r), r.report ?? emptyReport(r));
     } else {
       log.warn({ event: `migration-${outcome}`, code: error?.code, err: error?.message }, `migration ${outcome}`);
       ctx.events.emit(outcome === 'failed' ? 'migration-failed' : 'migration-cancelled', this.refs(r), { error: error ?? { code: 'FERRY_ERR_MIGRATION_FAILED', message: outcome }, ...(r.report ? { report: r.report } : {}) });
     }
   }
 
-  private cancelOnSource(r: Record_, reason: string): void {
+  private cancelOnSource(r: MigrationRecord, reason: string): void {
     const ctx = this.context();
     if (!ctx.agents.isConnected(r.from)) return;
     try {
@@ -708,71 +646,9 @@ export class MigrationOrchestrator implements CoordinatorModule {
     }
   }
 
-  private toReport(r: Record_, w: NonNullable<MigrationFinishedMessage['report']>, outcome: string): MigrationReportDetail {
-    return {
-      id: r.id,
-      vm: r.vm,
-      from: r.from,
-      to: r.to,
-      state: outcome === 'completed' ? 'completed' : outcome === 'cancelled' ? 'cancelled' : 'failed',
-      downtimeMs: w.downtimeMs,
-      totalMs: w.totalMs,
-      setupMs: w.setupMs,
-      rounds: w.rounds,
-      bytesOnWire: w.bytesOnWire,
-      vmBytes: w.vmBytes,
-      zeroPagesSkipped: w.zeroPagesSkipped,
-      digestVerified: w.digestVerified,
-      pausedAtMs: w.pausedAtMs,
-      stopReason: w.stopReason,
-      pageBytesSent: w.pageBytesSent,
-      switchoverMs: w.switchoverMs,
-      finalThrottlePercent: w.finalThrottlePercent,
-      digest: w.digest,
-    };
-  }
-
-  private emptyReport(r: Record_): MigrationReport {
-    return { id: r.id, vm: r.vm, from: r.from, to: r.to, state: r.state, downtimeMs: -1, totalMs: Date.now() - r.startedAtMs, setupMs: 0, rounds: r.rounds.length, bytesOnWire: 0, vmBytes: 0, zeroPagesSkipped: 0, digestVerified: false };
-  }
-
-  private view(r: Record_): Migration {
-    return {
-      id: r.id,
-      vm: r.vm,
-      from: r.from,
-      to: r.to,
-      state: r.state,
-      policy: r.policy,
-      rounds: [...r.rounds],
-      ...(r.report ? { report: r.report } : {}),
-      ...(r.error ? { error: r.error } : {}),
-      startedAt: r.startedAt,
-      ...(r.timeline ? { timeline: this.timelineOf(r, r.timeline) } : {}),
-    };
-  }
-
-  /**
-   * The API's timeline: the stamps plus the commit time. Activation is the destination's own
-   * resume time once the source's report carries it (pause + downtime; epoch clocks of one
-   * machine, or synchronized ones), else the arrival of the destination's report, which comes
-   * one message and a busy event loop later.
-   */
-  private timelineOf(r: Record_, t: TimelineStamps): MigrationTimeline {
-    const resumed = r.report && r.report.pausedAtMs > 0 && r.report.downtimeMs >= 0 ? r.report.pausedAtMs + r.report.downtimeMs - r.startedAtMs : undefined;
-    const activatedMs = resumed !== undefined && resumed >= 0 ? resumed : t.activatedMs;
-    return {
-      ...(t.reservedMs !== undefined ? { reservedMs: t.reservedMs } : {}),
-      rounds: t.rounds.map((x) => ({ ...x })),
-      ...(t.readyMs !== undefined ? { readyMs: t.readyMs } : {}),
-      ...(r.committedAtMs !== undefined ? { committedMs: r.committedAtMs - r.startedAtMs } : {}),
-      ...(activatedMs !== undefined ? { activatedMs } : {}),
-      ...(t.finishedMs !== undefined ? { finishedMs: t.finishedMs } : {}),
-    };
-  }
 
   /** Records when `step` first happened (ms since the start); later repeats (re-sent messages) keep the first time. */
-  private stamp(r: Record_, step: 'reservedMs' | 'readyMs' | 'activatedMs' | 'finishedMs'): void {
+  private stamp(r: MigrationRecord, step: 'reservedMs' | 'readyMs' | 'activatedMs' | 'finishedMs'): void {
     const t = (r.timeline ??= { rounds: [] });
     t[step] ??= Date.now() - r.startedAtMs;
   }
@@ -783,11 +659,11 @@ export class MigrationOrchestrator implements CoordinatorModule {
     if (r && sides.some((side) => r[side] === hostId) && (step === 'activatedMs' || !FINAL_MIGRATION_STATES.includes(r.state))) this.stamp(r, step);
   }
 
-  private refs(r: Record_): { vm: string; migration: string; host: string } {
+  private refs(r: MigrationRecord): { vm: string; migration: string; host: string } {
     return { vm: r.vm, migration: r.id, host: r.from };
   }
 
-  private logFor(r: Record_): Logger {
+  private logFor(r: MigrationRecord): Logger {
     return (this.log ?? this.context().logger).child({ migrationId: r.id, vmId: r.vm, from: r.from, to: r.to });
   }
 
@@ -802,19 +678,6 @@ export class MigrationOrchestrator implements CoordinatorModule {
     for (const r of finished.slice(0, Math.max(0, finished.length - keep))) this.records.delete(r.id);
   }
 
-  /** Every record (the state save), or only the unfinished ones and the last few finished (the synchronous journal file). */
-  private journal(scope: 'all' | 'recent' = 'all'): Journal {
-    let records = [...this.records.values()];
-    if (scope === 'recent') {
-      const finished = records.filter((r) => FINAL_MIGRATION_STATES.includes(r.state));
-      const dropped = new Set(finished.slice(0, Math.max(0, finished.length - JOURNAL_RECENT_FINISHED)));
-      records = records.filter((r) => !dropped.has(r));
-    }
-    return {
-      version: 1,
-      migrations: records.map(({ streamFailure: _pending, ...r }) => ({ ...r, rounds: r.rounds.slice(-64), ...(r.timeline ? { timeline: { ...r.timeline, rounds: r.timeline.rounds.slice(-64) } } : {}) })),
-    };
-  }
 
   /**
    * Writes the journal: synchronously to journalPath when `sync` (commit-relevant steps), and asks
@@ -824,14 +687,14 @@ export class MigrationOrchestrator implements CoordinatorModule {
    */
   private persist(sync: boolean): void {
     if (sync && this.options.journalPath) {
-      writeFileAtomic(this.options.journalPath, JSON.stringify(this.journal('recent')));
+      writeFileAtomic(this.options.journalPath, JSON.stringify(journalOf(this.records.values(), 'recent')));
       this.commitLog?.truncate(); // the journal holds every logged decision now
     }
     this.ctx?.requestSave();
   }
 
-  /** The history from the state save, overlaid with the journal file (written synchronously: it wins unless it is behind on a finish). */
-  private loadJournal(ctx: CoordinatorContext): Record_[] {
+  /** What a restart starts from: see mergeJournals. */
+  private loadJournal(ctx: CoordinatorContext): MigrationRecord[] {
     let file: Journal | undefined;
     if (this.options.journalPath) {
       try {
@@ -840,27 +703,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
         if ((err as { code?: string }).code !== 'ENOENT') throw err;
       }
     }
-    const saved = ctx.persisted(this.name) as Journal | undefined;
-    const merged = new Map<string, Record_>();
-    for (const r of Array.isArray(saved?.migrations) ? saved.migrations : []) merged.set(r.id, r);
-    for (const r of Array.isArray(file?.migrations) ? file.migrations : []) {
-      const other = merged.get(r.id);
-      if (!other || FINAL_MIGRATION_STATES.includes(r.state) || !FINAL_MIGRATION_STATES.includes(other.state)) merged.set(r.id, r);
-    }
-    // Decisions logged after the journal was last written (see CommitLog).
-    for (const e of this.commitLog?.read() ?? []) {
-      const r = merged.get(e.id);
-      if (!r || r.committed || FINAL_MIGRATION_STATES.includes(r.state)) continue;
-      r.committed = true;
-      r.committedAtMs = e.atMs;
-      r.state = 'committing';
-    }
-    return [...merged.values()].sort((a, b) => a.startedAtMs - b.startedAtMs);
+    return mergeJournals(file, ctx.persisted(this.name) as Journal | undefined, this.commitLog?.read() ?? []);
   }
 }
 
-function sourceVmState(m: MigrationFinishedMessage, prior: VmState): VmState {
-  const s = m.vm?.state;
-  if (s === 'running' || s === 'paused' || s === 'suspended' || s === 'stopped') return s;
-  return prior;
-}
