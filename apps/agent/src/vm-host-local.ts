@@ -1,12 +1,12 @@
 /**
  * The real hypervisor of an agent: runs VMs (packages/vm) on one CpuPool, provisions them from an
  * image library (@ferry/images) in the agent's data dir, answers the coordinator's VM requests
- * (vm-create, vm-action, vm-snapshot, vm-clone, vm-wws, vm-digest), sends and receives live
+ * (vm-create, vm-action, vm-snapshot, vm-clone, vm-wws, vm-digest, vm-capture), sends and receives live
  * migrations (vm-host-outgoing.ts, vm-host-incoming.ts), reports its VMs in every register and
  * heartbeat, notifies `vm-state-changed`, and answers probes (probe.ts).
  *
  * Data dir layout (created on first use): `images/` (the library), `suspend/<vmId>.snap`,
- * `snapshots/<snapshotId>.snap`.
+ * `snapshots/<snapshotId>.snap`, `image-transfers/` (image files in transit, vm-host-images.ts).
  *
  * Exclusivity: one harvester of a VM's dirty log at a time. A VM held by an outgoing migration
  * (`migrationId` set) refuses every request but `vm-digest`; a VM being sampled (`vm-wws`) or
@@ -35,6 +35,7 @@ import type { Logger } from './logger.ts';
 import { OutgoingMigrations } from './vm-host-outgoing.ts';
 import { acceptIncoming } from './vm-host-incoming.ts';
 import type { ProbeResult } from './probe.ts';
+import { captureVm, ensureImage, type CoordinatorAccess } from './vm-host-images.ts';
 
 /** Options of LocalVmHost. */
 export interface LocalVmHostOptions {
@@ -61,6 +62,11 @@ export interface LocalVmHostOptions {
    * ON_SHUTDOWN=suspend). The agent process sets it; tests that only clean up leave it off.
    */
   readonly suspendOnClose?: boolean;
+  /**
+   * The coordinator's URL and the cluster token, for image files over HTTP (vm-host-images.ts):
+   * uploads of `vm-capture` and downloads of images this library lacks. Without it both fail.
+   */
+  readonly coordinator?: CoordinatorAccess;
 }
 
 /** A VM this host runs, with what the agent knows about it beyond the Vm. */
@@ -242,6 +248,9 @@ export class LocalVmHost implements VmHost {
       case 'vm-wws':
         respond(message.requestId, () => this.wws(message));
         return true;
+      case 'vm-capture':
+        respond(message.requestId, () => captureVm(this, message, this.options.coordinator));
+        return true;
       case 'vm-digest':
         respond(message.requestId, async () => {
           const e = this.entry(message.vmId);
@@ -352,6 +361,7 @@ export class LocalVmHost implements VmHost {
     try {
       if (m.image !== undefined) {
         const library = await this.images();
+        await ensureImage(this, library, m.image, spec.memoryBytes, this.options.coordinator);
         const config = m.config ?? { instanceId: spec.id, hostname: spec.name || spec.id, ip: '0.0.0.0', accessRules: [], user: 'ferry', password: '' };
         const report = await library.provision(m.image, vm.memory, vm.dirtyLog, config);
         imagePages = report.pagesCopied;

@@ -5,8 +5,11 @@
  * orchestrator (migrations.ts), which it serves as the VmDirectory.
  *
  * Routes answered here: GET /hosts, /hosts/:id (with use from the registry), GET/POST /vms, GET/DELETE /vms/:id, POST /vms/:id/{start,stop,suspend,
- * resume,snapshot,clone}, GET /vms/:id/wws, GET /images, GET /images/:id, POST /hosts/:id/drain,
- * /drain/cancel, /undrain. Migrations (and /vms/:id/migrate) belong to the orchestrator.
+ * resume,snapshot,clone}, GET /vms/:id/wws, GET /images, GET /images/:id, POST /images (capture a
+ * VM as an image), GET /images/:id/file (agents download an image they lack), PUT
+ * /images/:id/file (the capturing agent uploads; only for a capture waiting for that id; see
+ * images-transfer.ts), POST /hosts/:id/drain, /drain/cancel, /undrain. Migrations (and
+ * /vms/:id/migrate) belong to the orchestrator.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -17,6 +20,7 @@ import { DrainManager, type DrainLimits } from './drain.ts';
 import { toApiHost, type HostView } from './hosts.ts';
 import { sendError, sendJson } from './http-api.ts';
 import { ImageCatalog } from './images.ts';
+import { receiveImageUpload, sendImageFile } from './images-transfer.ts';
 import { registerCloudMetrics } from './metrics.ts';
 import { MigrationOrchestrator, readJson, type VmDirectory, type VmLocation } from './migrations.ts';
 import type { CoordinatorContext, CoordinatorModule } from './modules.ts';
@@ -24,7 +28,7 @@ import { ClusterPlacement, DEFAULT_PLACEMENT_STRATEGY } from './placement.ts';
 import { VmJournal } from './vms-journal.ts';
 import { VmRegistry, toApiVm } from './vms.ts';
 import { RegistryVmDirectory, migrationStarterOf } from './vms-directory.ts';
-import { cloneVm, deleteVm, resumeVm, sampleWws, snapshotVm, startVm, stopVm, suspendVm } from './vms-lifecycle.ts';
+import { captureImage, cloneVm, deleteVm, resumeVm, sampleWws, snapshotVm, startVm, stopVm, suspendVm } from './vms-lifecycle.ts';
 import { hostWentDown, reconcileHost, reconcileReports } from './vms-reconcile.ts';
 import { runInstance } from './vms-run.ts';
 
@@ -173,7 +177,19 @@ export class CloudModule implements CoordinatorModule {
         case `GET ${API_ROUTES.image}`:
           return reply(res, 200, await deps.images.get(id));
         case `POST ${API_ROUTES.images}`:
-          throw new ApiError('FERRY_ERR_NOT_IMPLEMENTED', 'image capture through the coordinator is not available yet', { status: 501 });
+          return reply(res, 201, await captureImage(deps, await body()));
+        case `GET ${API_ROUTES.imageFile}`:
+          await sendImageFile(deps.images, id, res);
+          return true;
+        case `PUT ${API_ROUTES.imageFile}`:
+          try {
+            return reply(res, 201, await receiveImageUpload(deps.images, id, req));
+          } catch (err) {
+            // A refused upload's body is left unread: drop it instead of keeping the socket.
+            res.setHeader('connection', 'close');
+            req.resume();
+            throw err;
+          }
         case `POST ${API_ROUTES.hostDrain}`:
           return reply(res, 202, drains.start(id));
         case `POST ${API_ROUTES.hostDrainCancel}`:
@@ -184,7 +200,7 @@ export class CloudModule implements CoordinatorModule {
           return reply(res, 200, hostWithUse(deps, deps.hosts.find(id)!));
         }
         default:
-          if ([API_ROUTES.vms, API_ROUTES.vm, API_ROUTES.vmStart, API_ROUTES.vmStop, API_ROUTES.vmSuspend, API_ROUTES.vmResume, API_ROUTES.vmSnapshot, API_ROUTES.vmClone, API_ROUTES.vmWws, API_ROUTES.images, API_ROUTES.image, API_ROUTES.hostDrain, API_ROUTES.hostDrainCancel, API_ROUTES.hostUndrain].includes(match.route as never)) {
+          if ([API_ROUTES.vms, API_ROUTES.vm, API_ROUTES.vmStart, API_ROUTES.vmStop, API_ROUTES.vmSuspend, API_ROUTES.vmResume, API_ROUTES.vmSnapshot, API_ROUTES.vmClone, API_ROUTES.vmWws, API_ROUTES.images, API_ROUTES.image, API_ROUTES.imageFile, API_ROUTES.hostDrain, API_ROUTES.hostDrainCancel, API_ROUTES.hostUndrain].includes(match.route as never)) {
             sendError(res, 'FERRY_ERR_METHOD_NOT_ALLOWED', `${method} not allowed on ${url.pathname}`, 405);
             return true;
           }

@@ -5,10 +5,11 @@
  * VmInvalidStateError (409 FERRY_ERR_INVALID_STATE), changing nothing; one action at a time per VM
  * (a second one while the first runs is refused the same way).
  */
-import type { VmSnapshot, VmState, WwsReport } from '@ferry/protocol';
-import { DEFAULT_MIGRATION_POLICY, parseRate, validateCloneRequest, validatePlaceRequest, validateSnapshotRequest, validateStopRequest } from '@ferry/protocol';
+import type { Image, VmSnapshot, VmState, WwsReport } from '@ferry/protocol';
+import { DEFAULT_MIGRATION_POLICY, parseRate, validateCloneRequest, validateImageCaptureRequest, validatePlaceRequest, validateSnapshotRequest, validateStopRequest } from '@ferry/protocol';
 import { askAgent, type CloudDeps } from './cloud-deps.ts';
 import { CoordinatorError } from './errors.ts';
+import { ImageCaptureFailedError } from './images.ts';
 import type { VmRecord } from './vms-journal.ts';
 import { VmInvalidStateError, toApiVm } from './vms.ts';
 import { DEFAULT_ACCESS_RULES, VM_CREATE_TIMEOUT_MS, apiStateOf, workloadWireOf } from './vms-run.ts';
@@ -256,4 +257,39 @@ function intParam(query: URLSearchParams, name: string, fallback: number, min: n
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < min || n > max) throw Object.assign(new CoordinatorError('FERRY_ERR_BAD_REQUEST', `${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`));
   return n;
+}
+
+/** How long an agent may take to capture a VM and upload the image file. */
+export const IMAGE_CAPTURE_TIMEOUT_MS = 60_000;
+/** Room an image file takes beyond the guest memory it holds (header, page table, metadata). */
+export const IMAGE_FILE_OVERHEAD_BYTES = 1024 * 1024;
+
+/**
+ * `capture` (running|paused; EC2 CreateImage): the VM's memory becomes image `name` in the catalog.
+ * The id must be free (409 FERRY_ERR_IMAGE_EXISTS); the owning agent pauses the VM for the capture,
+ * resumes it, and uploads the image file (PUT /api/v1/images/:id/file), accepted only while this
+ * waits and at most the VM's memory + 1 MiB. Resolves with the catalog's Image once the agent
+ * replied `vm-captured`; on any failure the catalog holds nothing new and the VM keeps running.
+ */
+export async function captureImage(deps: CloudDeps, body: unknown): Promise<Image> {
+  const { vm: vmId, name, description } = validateImageCaptureRequest(body);
+  return withVmLock(deps, vmId, 'capture', async () => {
+    const vm = deps.vms.expectState(vmId, ['running', 'paused'], 'capture');
+    const host = ownerOf(deps, vm, 'capture');
+    const { upload, done } = await deps.images.expectUpload(name, vmId, vm.memoryBytes + IMAGE_FILE_OVERHEAD_BYTES);
+    try {
+      const reply = await askAgent(deps.agents, host, { type: 'vm-capture', vmId, imageId: name, name, description: description ?? '' }, 'vm-captured', IMAGE_CAPTURE_TIMEOUT_MS).catch((err: unknown) => {
+        const e = err as { code?: string; message?: string };
+        // Refusals (unknown VM, wrong state, host gone, timeout) keep their code; a failed capture or upload is a 502.
+        if (e.code !== undefined && e.code !== 'FERRY_ERR_INTERNAL' && !e.code.startsWith('FERRY_ERR_IMAGE')) throw err;
+        throw new ImageCaptureFailedError(name, e.message ?? String(err), { cause: err });
+      });
+      if (!upload.imported) throw new CoordinatorError('FERRY_ERR_AGENT_REPLY', `host ${host} replied vm-captured for ${name} without uploading it`);
+      const image = await deps.images.get(name);
+      deps.logger.info({ event: 'image-captured', vmId, hostId: host, imageId: name, pages: image.pages, pause_ms: reply.pauseMs, file_bytes: reply.fileBytes }, 'image captured');
+      return image;
+    } finally {
+      done();
+    }
+  });
 }

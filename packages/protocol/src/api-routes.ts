@@ -13,6 +13,8 @@ import { API_PREFIX } from './api.ts';
  * | GET  /api/v1/images | | Image[] |
  * | GET  /api/v1/images/:id | | Image |
  * | POST /api/v1/images | ImageCaptureRequest | Image (201) |
+ * | GET  /api/v1/images/:id/file | | the image file (application/octet-stream; agents download images they lack) |
+ * | PUT  /api/v1/images/:id/file | the image file | Image (201); only for a capture waiting for `:id` (agents upload) |
  * | GET  /api/v1/vms | | Vm[] |
  * | POST /api/v1/vms | RunRequest | Vm (201), state running (or provisioning) |
  * | GET  /api/v1/vms/:id | | Vm |
@@ -41,6 +43,7 @@ export const API_ROUTES = {
   hostUndrain: `${API_PREFIX}/hosts/:id/undrain`,
   images: `${API_PREFIX}/images`,
   image: `${API_PREFIX}/images/:id`,
+  imageFile: `${API_PREFIX}/images/:id/file`,
   vms: `${API_PREFIX}/vms`,
   vm: `${API_PREFIX}/vms/:id`,
   vmStart: `${API_PREFIX}/vms/:id/start`,

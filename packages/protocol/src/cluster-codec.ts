@@ -268,6 +268,23 @@ export const AGENT_TO_COORDINATOR_VALIDATORS: MessageValidators<AgentToCoordinat
     state: id(raw, 'state'),
     totalSteps: field.integer(raw, 'totalSteps'),
   }),
+  'vm-captured': (raw) => {
+    const image = field.map(raw, 'image');
+    return {
+      type: 'vm-captured',
+      requestId: id(raw, 'requestId'),
+      vmId: id(raw, 'vmId'),
+      image: {
+        id: fileId(image, 'id'),
+        name: field.string(image, 'name', { maxLength: 256 }),
+        memoryBytes: field.integer(image, 'memoryBytes'),
+        diskBytes: field.integer(image, 'diskBytes'),
+        pages: field.integer(image, 'pages'),
+      },
+      pauseMs: field.number(raw, 'pauseMs', 0),
+      fileBytes: field.integer(raw, 'fileBytes'),
+    };
+  },
   'vm-state-changed': (raw) => ({ type: 'vm-state-changed', vm: vmReport(field.map(raw, 'vm')), reason: field.string(raw, 'reason') }),
   'migration-accepted': (raw) => ({ type: 'migration-accepted', requestId: id(raw, 'requestId'), migrationId: id(raw, 'migrationId') }),
   'migration-progress': (raw) => ({ type: 'migration-progress', migrationId: id(raw, 'migrationId'), round: round(raw) }),
@@ -332,6 +349,14 @@ export const COORDINATOR_TO_AGENT_VALIDATORS: MessageValidators<CoordinatorToAge
       : {}),
   }),
   'vm-digest': (raw) => ({ type: 'vm-digest', requestId: id(raw, 'requestId'), vmId: id(raw, 'vmId') }),
+  'vm-capture': (raw) => ({
+    type: 'vm-capture',
+    requestId: id(raw, 'requestId'),
+    vmId: id(raw, 'vmId'),
+    imageId: fileId(raw, 'imageId'),
+    name: field.string(raw, 'name', { nonEmpty: true, maxLength: 256 }),
+    description: field.string(raw, 'description', { maxLength: 1024 }),
+  }),
   'migration-start': (raw) => ({
     type: 'migration-start',
     requestId: id(raw, 'requestId'),

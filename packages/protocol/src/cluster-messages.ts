@@ -22,6 +22,7 @@
  * ```
  *   vm-create ──► vm-created        vm-action ──► vm-updated        vm-snapshot ──► snapshot-taken
  *   vm-clone  ──► vm-created        vm-wws    ──► wws-sampled       vm-digest   ──► vm-digested
+ *   vm-capture ──► vm-captured (the agent uploads the image file to PUT /api/v1/images/:id/file first)
  * ```
  * Agent notifications: `vm-state-changed` (a VM changed state on its own, e.g. a migration in or
  * out, a vCPU fault).
@@ -304,8 +305,45 @@ export interface VmDigestMessage {
   readonly vmId: string;
 }
 
+/**
+ * coordinator → agent: capture a VM's memory (pages 2 on) as image `imageId` (EC2 CreateImage).
+ * The agent pauses a running VM for the capture and resumes it, then uploads the image file to
+ * the coordinator (`PUT /api/v1/images/:id/file`, cluster bearer token), which imports it into
+ * its catalog; only then it replies `vm-captured`. Refused while the VM migrates or is busy.
+ */
+export interface VmCaptureMessage {
+  readonly type: 'vm-capture';
+  readonly requestId: string;
+  readonly vmId: string;
+  readonly imageId: string;
+  readonly name: string;
+  readonly description: string;
+}
+
 // ---------------------------------------------------------------------------------------------
 // VM operations: agent → coordinator replies and notifications
+
+/** The figures of a captured image as the capturing agent saw them (the catalog's Image is the reference). */
+export interface CapturedImageWire {
+  readonly id: string;
+  readonly name: string;
+  readonly memoryBytes: number;
+  readonly diskBytes: number;
+  /** Non-zero pages in the image. */
+  readonly pages: number;
+}
+
+/** agent → coordinator: reply to `vm-capture`, sent after the coordinator accepted the upload. */
+export interface VmCapturedMessage {
+  readonly type: 'vm-captured';
+  readonly requestId: string;
+  readonly vmId: string;
+  readonly image: CapturedImageWire;
+  /** How long the VM was paused for the capture (0 if it was paused already). */
+  readonly pauseMs: number;
+  /** Bytes of the image file uploaded. */
+  readonly fileBytes: number;
+}
 
 /** agent → coordinator: reply to `vm-create` and `vm-clone`. */
 export interface VmCreatedMessage {
@@ -468,6 +506,7 @@ export type AgentToCoordinatorMessage =
   | SnapshotTakenMessage
   | WwsSampledMessage
   | VmDigestedMessage
+  | VmCapturedMessage
   | VmStateChangedMessage
   | MigrationAcceptedMessage
   | MigrationProgressMessage
@@ -488,6 +527,7 @@ export type CoordinatorToAgentMessage =
   | VmCloneMessage
   | VmWwsMessage
   | VmDigestMessage
+  | VmCaptureMessage
   | MigrationStartMessage
   | MigrationDecisionMessage
   | MigrationCancelMessage;
