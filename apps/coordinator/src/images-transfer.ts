@@ -5,7 +5,7 @@
  *   Accepted only while a capture of `:id` waits for it (409 FERRY_ERR_UPLOAD_NOT_EXPECTED
  *   otherwise), at most the capture's bound (413 FERRY_ERR_UPLOAD_TOO_LARGE); written to a temp file
  *   in the state dir, imported into the catalog under `:id` (its digests checked), the temp file
- *   deleted either way. Replies the catalog's Image (201).
+ *   deleted either way (400 FERRY_ERR_UPLOAD_INVALID for a damaged file). Replies the catalog's Image (201).
  * - `GET /api/v1/images/:id/file` — an agent that lacks an image downloads it: the image exported
  *   from the catalog to a temp file and streamed (404 for an unknown id); the temp file is deleted
  *   once sent.
@@ -40,6 +40,14 @@ export class UploadTooLargeError extends CoordinatorError {
   }
 }
 
+/** An upload that is not a readable image file (bad header, digests, spec) (400). */
+export class UploadInvalidError extends CoordinatorError {
+  readonly status = 400;
+  constructor(imageId: string, detail: string, options?: { cause?: unknown }) {
+    super('FERRY_ERR_UPLOAD_INVALID', `the upload of image ${imageId} is not a valid image file: ${detail}`, options);
+  }
+}
+
 /** A temp file path in the catalog's transfer dir for `imageId`. */
 function transferPath(catalog: ImageCatalog, imageId: string, kind: 'upload' | 'download'): string {
   return join(catalog.transferDir, `${imageId}.${kind}.${nanoid(8)}.tmp`);
@@ -71,6 +79,9 @@ export async function receiveImageUpload(catalog: ImageCatalog, imageId: string,
       await importImageFile(catalog.library, path, { id: imageId });
     } catch (err) {
       if (err instanceof ImageExistsError) throw new ImageIdTakenError(imageId);
+      const code = (err as { code?: string }).code;
+      // The file's own faults (format, digests); anything else (the library's disk, lock) stays a 500.
+      if (code !== undefined && /^FERRY_ERR_(SNAPSHOT|IMAGE_FORMAT|IMAGE_MEMORY)/.test(code)) throw new UploadInvalidError(imageId, (err as Error).message, { cause: err });
       throw err;
     }
     upload.imported = true;
