@@ -72,7 +72,7 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const hostId = options.hostId ?? `host-${nanoid(6)}`;
   const logger = (options.logger ?? createLogger('agent', 'silent', false)).child({ hostId });
-  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}), ...(options.memoryPoolBytes !== undefined ? { memoryPoolBytes: options.memoryPoolBytes } : {}), ...(options.suspendOnClose !== undefined ? { suspendOnClose: options.suspendOnClose } : {}) });
+  const vmHost: VmHost = options.vmHost ?? new LocalVmHost({ dataDir: resolve(options.dataDir ?? join('.ferry', 'agents', hostId)), logger, ...(options.pcpus !== undefined ? { pcpus: options.pcpus } : {}), ...(options.memoryPoolBytes !== undefined ? { memoryPoolBytes: options.memoryPoolBytes } : {}), ...(options.suspendOnClose !== undefined ? { suspendOnClose: options.suspendOnClose } : {}), coordinator: { url: options.coordinatorUrl, token: options.token } });
   const reservations = new ReservationBook(options.capacity);
   let currentChannel: CoordinatorChannel | undefined;
   const registeredListeners = new Set<() => void>();

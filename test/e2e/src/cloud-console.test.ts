@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ApiEvent, Host, MigrationReport, Vm, WwsReport } from '@ferry/protocol';
+import type { ApiEvent, Host, Image, MigrationReport, Vm, WwsReport } from '@ferry/protocol';
 import { jsonReplies, pidsIn, portClosed, spawnCluster, waitGone, type ClusterProcess } from './cloud-helpers.ts';
 
 // The whole cloud through the real console: `scripts/cluster.ts` starts a coordinator and three
@@ -37,6 +37,8 @@ describe('the coordinator console on a local cluster', () => {
         'stop vm-2 --json',
         'stop vm-2 --json',
         'wws vm-1 --samples 4 --bandwidth 1Gbit/s --json',
+        'capture vm-1 --name web-image --json',
+        'run --image web-image --cpus 1 --memory 16MiB --name from-image --host host-3 --json',
         'exit',
       ],
       true,
@@ -44,7 +46,7 @@ describe('the coordinator console on a local cluster', () => {
     const exit = await cluster.exited;
     const output = cluster.output();
     expect(exit.code, `${output}\n${cluster.errors()}`).toBe(0);
-    const [web, cache, report, drained, vms, hosts, events, stopped, refused, wws] = jsonReplies(output) as [Vm, Vm, MigrationReport, Host, Vm[], Host[], ApiEvent[], Vm, { error: { code: string } }, WwsReport];
+    const [web, cache, report, drained, vms, hosts, events, stopped, refused, wws, image, fromImage] = jsonReplies(output) as [Vm, Vm, MigrationReport, Host, Vm[], Host[], ApiEvent[], Vm, { error: { code: string } }, WwsReport, Image, Vm];
     expect(web).toMatchObject({ id: 'vm-1', host: 'host-1', state: 'running', credentials: { user: 'ferry' } });
     expect(web.ip).toMatch(/^10\.0\.\d+\.\d+$/);
     expect(web.credentials.password.length).toBeGreaterThanOrEqual(20);
@@ -75,6 +77,9 @@ describe('the coordinator console on a local cluster', () => {
     expect(wws.wwsPages).toBeGreaterThan(0);
     expect(wws.prediction).toMatchObject({ bandwidthBytesPerSec: 125_000_000, maxDowntimeMs: 300 });
     expect(wws.prediction!.totalMs).toBeGreaterThan(100); // round 1 alone: 16 MiB at 125 MB/s
+    // Capture: the image travels agent → coordinator → another agent, which boots a VM from it.
+    expect(image).toMatchObject({ id: 'web-image', memoryBytes: 16 * 2 ** 20 });
+    expect(fromImage).toMatchObject({ image: 'web-image', host: 'host-3', state: 'running' });
 
     // Every process of the cluster is gone and the coordinator's port is free.
     expect(await waitGone(pidsIn(output))).toEqual([]);
