@@ -19,6 +19,8 @@ import { measureTcpCeiling, measureWsCeiling } from '@ferry/transport';
 import { startMigrationCluster, type MigrationCluster } from './migrate-cluster.ts';
 
 const MiB = 2 ** 20;
+/** The sender's MIN_BANDWIDTH_SAMPLE_BYTES: smaller rounds report its assumed bandwidth, not a measurement. */
+const MEASURABLE_ROUND_BYTES = 4 * MiB;
 const GiB = 2 ** 30;
 const PAGE = 4096;
 
@@ -41,7 +43,8 @@ export interface MigrateCaseResult {
   readonly runs: number;
   readonly downtimeMs: { median: number; max: number };
   readonly totalMs: { median: number; max: number };
-  readonly bandwidthBytesPerSec: number;
+  /** Round 1's page bandwidth (median over runs); null when round 1 sent too little to measure (the sender then only assumes one). */
+  readonly bandwidthBytesPerSec: number | null;
   readonly bytesOnWire: number;
   readonly nonZeroBytes: number;
   readonly rounds: number;
@@ -147,7 +150,8 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
   // Round 1 sends every non-zero page once (zero pages are skipped): the VM's non-zero bytes.
   const nonZeroBytes = first ? (first.rounds[0]?.pagesSent ?? 0) * PAGE : 0;
   const detail = reports as unknown as { pageBytesSent: number; totalMs: number; stopReason: string; finalThrottlePercent: number }[];
-  const bandwidths = done.map((m) => m.rounds[0]?.bandwidthBytesPerSec ?? 0).filter((b) => b > 0);
+  // The sender measures a round's bandwidth only from 4 MiB up; below that the figure is its assumption.
+  const bandwidths = done.flatMap((m) => (m.rounds[0] && m.rounds[0].bytesSent >= MEASURABLE_ROUND_BYTES ? [m.rounds[0].bandwidthBytesPerSec] : []));
   return {
     name: c.name,
     vmBytes: c.vmBytes,
@@ -155,7 +159,7 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
     runs: done.length,
     downtimeMs: { median: median(reports.map((r) => r.downtimeMs)), max: Math.max(...reports.map((r) => r.downtimeMs)) },
     totalMs: { median: median(reports.map((r) => r.totalMs)), max: Math.max(...reports.map((r) => r.totalMs)) },
-    bandwidthBytesPerSec: median(bandwidths),
+    bandwidthBytesPerSec: bandwidths.length > 0 ? median(bandwidths) : null,
     bytesOnWire: median(reports.map((r) => r.bytesOnWire)),
     nonZeroBytes,
     rounds: median(reports.map((r) => r.rounds)),
@@ -181,8 +185,8 @@ export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsByte
       `${c.runs}${c.failures ? ` (+${c.failures} failed)` : ''}`,
       `${c.downtimeMs.median.toFixed(2)} / ${c.downtimeMs.max.toFixed(2)}`,
       `${c.totalMs.median.toFixed(0)} / ${c.totalMs.max.toFixed(0)}`,
-      fmtR(c.bandwidthBytesPerSec),
-      `${((100 * c.bandwidthBytesPerSec) / result.ceiling.wsBytesPerSec).toFixed(0)}%`,
+      c.bandwidthBytesPerSec === null ? '-' : fmtR(c.bandwidthBytesPerSec),
+      c.bandwidthBytesPerSec === null ? '-' : `${((100 * c.bandwidthBytesPerSec) / result.ceiling.wsBytesPerSec).toFixed(0)}%`,
       `${fmtB(c.bytesOnWire)} / ${fmtB(c.nonZeroBytes)}`,
       String(c.rounds),
       c.stopReasons.join(','),
