@@ -83,7 +83,7 @@ export function resultsMarkdown(report: LabReport, chartDir: string): string {
   out.push('');
   out.push('- **hypervisor**: source pause → destination resume, from the migration report (both timestamps on `performance.timeOrigin + performance.now()`).');
   if (report.mode === 'multi-process') {
-    out.push('- **guest**: the largest jump of the guest\'s own heartbeat (stamped in page 0 at the end of each time slice, on its clock) between consecutive probe replies: its longest stretch without running, plus at most one slice. Cells run in-process read the guest\'s own record of its largest step gap instead.');
+    out.push('- **guest**: the largest jump of the guest\'s own heartbeat (stamped in page 0 at the end of each time slice, on its clock) between consecutive probe replies: its longest stretch without running, plus at most one slice, plus, right after a migration, the client\'s discovery delay (the first reply comes from the destination only once the client has learned the VM left the source, and carries a heartbeat newer than that probe; the run\'s probe latency bounds it). Cells run in-process read the guest\'s own record of its largest step gap instead.');
   } else {
     out.push('- **guest**: the largest gap between two consecutive time slices the guest itself recorded in page 0 (reset once the client can see a heartbeat, just before the migration); it includes the guest\'s ordinary scheduling gaps.');
   }
