@@ -559,12 +559,20 @@ export class MigrationOrchestrator implements CoordinatorModule {
       return;
     }
     const error = m.error ?? { code: 'FERRY_ERR_MIGRATION_FAILED', message: 'the source reported a failure' };
-    if (error.code === 'FERRY_ERR_MIGRATION_CHANNEL_CLOSED' && this.context().agents.isConnected(r.to) && !r.streamFailure) {
+    if (error.code === 'FERRY_ERR_MIGRATION_CHANNEL_CLOSED' && !r.streamFailure) {
+      if (!this.context().agents.isConnected(r.to)) {
+        // Its link closed already (the close event may not have run yet): the stream broke because the destination went.
+        this.finish(r, 'failed', destinationGone(r), state, report);
+        return;
+      }
       // The VM is back on the source now; only the verdict waits (see streamFailureGraceMs).
       this.directory.setState(r.vm, state);
       const timer = setTimeout(() => {
         delete r.streamFailure;
-        if (!FINAL_MIGRATION_STATES.includes(r.state)) this.finish(r, 'failed', error, state, report);
+        if (FINAL_MIGRATION_STATES.includes(r.state)) return;
+        // A busy loop may run this timer before the link's close event in the same turn: ask the link.
+        if (!this.context().agents.isConnected(r.to)) this.finish(r, 'failed', destinationGone(r), state, report);
+        else this.finish(r, 'failed', error, state, report);
       }, this.options.streamFailureGraceMs ?? 1000);
       timer.unref();
       r.streamFailure = { error, vmState: state, report, timer };
@@ -707,3 +715,7 @@ export class MigrationOrchestrator implements CoordinatorModule {
   }
 }
 
+/** The verdict on a page stream that broke along with the destination's link. */
+function destinationGone(r: MigrationRecord): ApiErrorInfo {
+  return { code: 'FERRY_ERR_MIGRATION_DESTINATION_DOWN', message: `destination host ${r.to} went down (its link closed with the page stream); the VM stays on ${r.from}` };
+}
