@@ -142,20 +142,15 @@ export class LocalVmHost implements VmHost {
     return this.residentMemory.has(memory) ? { stop: () => Promise.resolve() } : startPrefault(memory, pages);
   }
 
-  /** Runs `release` (stop, delete) and hands the memory the VM held before it to the pool. */
-  private async releasing(vm: Vm, release: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `release` (stop, delete) and hands the memory the VM held before it to the pool, zeroing
+   * only its "ever written" pages, once the VM holds no memory any more (its vCPUs detached). The
+   * caller guarantees nothing else reads it (a finished migration stream has been drained).
+   */
+  async releasing(vm: Vm, release: () => Promise<void>): Promise<void> {
     const held = vm.state === 'created' || vm.state === 'running' || vm.state === 'paused' ? { memory: vm.memory, log: vm.dirtyLog } : undefined;
     await release();
-    if (held) this.recycle(held.memory, held.log.everWrittenBitmap());
-  }
-
-  /**
-   * Takes back the memory of a VM that is stopped for good (vCPUs detached, no stream reading it),
-   * with its "ever written" map so only those pages are zeroed (and stay resident).
-   */
-  recycle(memory: GuestMemory, writtenPages: Uint8Array): void {
-    if (this.closed) return;
-    this.memoryPool.give(memory, writtenPages);
+    if (held && !this.closed && (vm.state === 'stopped' || vm.state === 'deleted')) this.memoryPool.give(held.memory, held.log.everWrittenBitmap());
   }
 
   /** The CPU pool (created with the first VM). */

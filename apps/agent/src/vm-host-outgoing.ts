@@ -142,13 +142,12 @@ export class OutgoingMigrations {
         log.debug({ event: 'migration-round', round: s.round, final: s.final, pages_sent: s.pagesSent, dirty_pages: s.dirtyPages, duration_ms: s.durationMs }, 'round done');
       });
       log.info({ event: 'migration-source-started', vm_state: vm.state, memory_bytes: e.spec.memoryBytes }, 'sending the VM');
-      const memory = vm.memory;
-      const written = vm.dirtyLog;
       const done = await sender.run();
       // Committed and activated (or activation unconfirmed): release the VM; it never runs here again.
-      await vm.stop().catch(() => {});
-      await vm.delete().catch(() => {});
-      if (vm.state === 'deleted') host.recycle(memory, written.everWrittenBitmap()); // vCPUs detached, stream done: nothing writes it
+      await host.releasing(vm, async () => {
+        await vm.stop().catch(() => {});
+        await vm.delete().catch(() => {});
+      });
       if (loaded) {
         await e.vm.delete().catch(() => {});
         await host.removeFile(e.suspendPath);
