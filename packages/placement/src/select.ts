@@ -200,12 +200,21 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
   return best;
 }
 
-/** Hosts a hard affinity group confines the VM to, or undefined when it may go anywhere. */
-function affinityHosts(q: Query): number[] | undefined {
+/**
+ * Hosts a hard affinity group confines the VM to, or undefined when it may go anywhere. A member
+ * migrating off a host that is not up (draining, maintenance, down) is not held by the members it
+ * leaves there: the whole group must leave, so it goes where the rest already went, or, first of
+ * its group to move, leads it anywhere (the others then follow it). Off an up host the group holds.
+ */
+function affinityHosts(m: ClusterModel, q: Query): number[] | undefined {
   const g = q.group;
   if (g === undefined || g.policy !== 'affinity') return undefined;
+  const leaving = q.selfIdx >= 0 && m.state[q.selfIdx] !== STATE_UP;
   const hosts: number[] = [];
-  for (const h of g.hostCounts.keys()) if (others(g, h, q.selfIdx) > 0) hosts.push(h);
+  for (const h of g.hostCounts.keys()) {
+    if (leaving && h === q.selfIdx) continue;
+    if (others(g, h, q.selfIdx) > 0) hosts.push(h);
+  }
   return hosts.length > 0 ? hosts : undefined;
 }
 
@@ -214,7 +223,7 @@ export function selectHost(m: ClusterModel, q: Query): number {
   const n = m.size;
   let best = -1;
   let bestScore = -Infinity;
-  const confined = affinityHosts(q);
+  const confined = affinityHosts(m, q);
   if (confined !== undefined) {
     for (const h of confined) {
       const s = scoreHost(m, q, h, n);
@@ -272,7 +281,7 @@ export const FILTERS = ['host-state', 'excluded', 'capacity', 'incoming-migratio
 
 /** Counts, per filter, the hosts that reject `q` (the first failing filter of each host). */
 export function explainRejection(m: ClusterModel, q: Query): Record<string, number> {
-  const confined = affinityHosts(q);
+  const confined = affinityHosts(m, q);
   const anti = q.group?.policy === 'anti-affinity' ? q.group : undefined;
   const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
   const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
