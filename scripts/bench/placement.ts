@@ -1,11 +1,12 @@
-// `pnpm bench placement [--quick] [--json] [--svg PATH] [--trace-out DIR]`: replays seeded request
-// traces over clusters of 100, 1,000 and 10,000 hosts for each strategy and compares acceptance,
-// hosts used vs the lower bound, fragmentation, energy, consolidation and decision speed.
+// `pnpm bench placement [--quick] [--json] [--svg PATH] [--trace-out DIR] [--trace FILE] [--hosts N,N]
+// [--seed N]`: replays seeded request traces (or a trace file, docs/placement.md) over clusters of
+// 100, 1,000 and 10,000 hosts for each strategy and compares acceptance, hosts used vs the lower
+// bound, fragmentation, energy, consolidation and decision speed.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
-  STRATEGIES, Scheduler, generateTrace, replayTrace, sortDecreasing, uniformHosts, writeTraceFile,
+  STRATEGIES, Scheduler, generateTrace, readTraceFile, replayTrace, sortDecreasing, uniformHosts, writeTraceFile,
 } from '@ferry/placement';
 import type { ReplayReport, Resources, StrategyName, Trace } from '@ferry/placement';
 import { placementChartSvg } from './placement-svg.ts';
@@ -21,7 +22,7 @@ const VMS_PER_HOST = 13.9;
 const OFFERED_LOAD = 1.05;
 /** Load of the static trace (everything fits). */
 const STATIC_LOAD = 0.85;
-const SEED = 20261124;
+const DEFAULT_SEED = 20261124;
 
 /** One row of the report. */
 interface Row {
@@ -66,13 +67,26 @@ function lifetimeFor(arrivals: number, target: number): number {
   return arrivals / ((lo + hi) / 2);
 }
 
-function traces(hosts: number, quick: boolean): { dynamic: Trace; static: Trace } {
+function traces(hosts: number, quick: boolean, seed: number): { dynamic: Trace; static: Trace } {
   const population = Math.round(hosts * VMS_PER_HOST * OFFERED_LOAD);
   const arrivals = Math.round(population * (quick || hosts >= 10_000 ? 1.5 : 2));
   return {
-    dynamic: generateTrace({ seed: SEED + hosts, arrivals, meanLifetimeSec: lifetimeFor(arrivals, population), groupShare: 0.05 }),
-    static: generateTrace({ seed: SEED + 7 * hosts, arrivals: Math.round(hosts * VMS_PER_HOST * STATIC_LOAD) }),
+    dynamic: generateTrace({ seed: seed + hosts, arrivals, meanLifetimeSec: lifetimeFor(arrivals, population), groupShare: 0.05 }),
+    static: generateTrace({ seed: seed + 7 * hosts, arrivals: Math.round(hosts * VMS_PER_HOST * STATIC_LOAD) }),
   };
+}
+
+function usage(message: string): never {
+  process.stderr.write(`bench placement: ${message}\nusage: pnpm bench placement [--quick] [--json] [--svg PATH] [--trace-out DIR] [--trace FILE] [--hosts N,N] [--seed N]\n`);
+  process.exit(2);
+}
+
+function cliNumber(args: string[], name: string): number | undefined {
+  const raw = flag(args, name);
+  if (!args.includes(name)) return undefined;
+  const v = Number(raw);
+  if (raw === undefined || !Number.isInteger(v) || v < 0) usage(`${name} needs a whole number, got ${raw ?? 'nothing'}`);
+  return v;
 }
 
 const now = (): number => performance.now();
@@ -92,11 +106,23 @@ export async function main(args: string[]): Promise<void> {
   const json = args.includes('--json');
   const svgPath = flag(args, '--svg') ?? 'bench-out/placement.svg';
   const traceDir = flag(args, '--trace-out');
-  const sizes = quick ? [100, 1000] : [100, 1000, 10_000];
+  const seed = cliNumber(args, '--seed') ?? DEFAULT_SEED;
+  const hostsFlag = flag(args, '--hosts');
+  const sizes = hostsFlag !== undefined
+    ? hostsFlag.split(',').map((x) => { const n = Number(x); if (!Number.isInteger(n) || n < 1) usage(`--hosts takes sizes like 100,1000, got ${hostsFlag}`); return n; })
+    : quick ? [100, 1000] : [100, 1000, 10_000];
+  const tracePath = flag(args, '--trace');
+  if (args.includes('--trace') && tracePath === undefined) usage('--trace needs a trace file');
+  // A trace file (format in docs/placement.md) replaces the generated churn trace at every size.
+  let fileTrace: Trace | undefined;
+  if (tracePath !== undefined) {
+    try { fileTrace = readTraceFile(tracePath); } catch (err) { usage(`cannot use ${tracePath}: ${(err as Error).message}`); }
+  }
   const rows: Row[] = [];
   const started = now();
   for (const hosts of sizes) {
-    const t = traces(hosts, quick);
+    const generated = traces(hosts, quick, seed);
+    const t = { dynamic: fileTrace ?? generated.dynamic, static: generated.static };
     if (traceDir) {
       mkdirSync(traceDir, { recursive: true });
       writeTraceFile(join(traceDir, `dynamic-${hosts}.trace`), t.dynamic);
@@ -104,8 +130,12 @@ export async function main(args: string[]): Promise<void> {
     }
     for (const strategy of STRATEGIES) {
       const { s, r } = run(strategy, hosts, t.dynamic);
-      // Night: 40% of the VMs leave at once (every VM whose number ends in 0-3), then consolidate.
-      for (const vm of s.vms()) if (Number(vm.vmId.slice(3)) % 10 < 4) s.release(vm.vmId);
+      // Night: 40% of the VMs leave at once (every VM whose number ends in 0-3, or every 10th
+      // to 10th+3rd in placement order for ids without a number), then consolidate.
+      s.vms().forEach((vm, i) => {
+        const n = /(\d+)$/.exec(vm.vmId);
+        if ((n ? Number(n[1]) : i) % 10 < 4) s.release(vm.vmId);
+      });
       const nightHostsUsed = s.hostsUsed(), nightLowerBound = s.lowerBound();
       const c0 = now();
       const plan = s.planConsolidation();
@@ -139,7 +169,7 @@ export async function main(args: string[]): Promise<void> {
   const bfd = rows.filter((x) => x.strategy === 'best-fit-decreasing');
   const targets = {
     minDecisionsPerSecAt1000Hosts: at1000.length ? Math.min(...at1000.map((x) => x.decisionsPerSec)) : null,
-    decisionsPerSecAt1000HostsOk: at1000.every((x) => x.decisionsPerSec >= 50_000),
+    decisionsPerSecAt1000HostsOk: at1000.length ? at1000.every((x) => x.decisionsPerSec >= 50_000) : null,
     maxP99DecisionMsAt10000Hosts: at10k.length ? Math.max(...at10k.map((x) => x.p99DecisionMs)) : null,
     p99At10000HostsOk: at10k.length ? at10k.every((x) => x.p99DecisionMs < 1) : null,
     worstBfdHostsOverLowerBound: Math.max(...bfd.map((x) => x.hostsOverLowerBound)),
@@ -155,7 +185,7 @@ export async function main(args: string[]): Promise<void> {
   const results = rows.map((x) => ({ ...x }));
   if (json) {
     process.stdout.write(JSON.stringify({
-      bench: 'placement', quick, seed: SEED, hostCapacity: HOST_CAPACITY, offeredLoad: OFFERED_LOAD, staticLoad: STATIC_LOAD,
+      bench: 'placement', quick, seed, trace: tracePath ?? 'generated', hostCapacity: HOST_CAPACITY, offeredLoad: OFFERED_LOAD, staticLoad: STATIC_LOAD,
       svg: svgPath, wallSec, targets, results,
     }) + '\n');
     return;
@@ -171,6 +201,6 @@ export async function main(args: string[]): Promise<void> {
   const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   process.stdout.write(line(head) + '\n' + table.map(line).join('\n') + '\n');
-  process.stdout.write(`\ntargets: ${JSON.stringify(targets)}\nchart: ${svgPath}; wall ${wallSec.toFixed(1)} s\n`);
+  process.stdout.write(`\ntrace: ${tracePath ?? `generated, seed ${seed}`}\ntargets: ${JSON.stringify(targets)}\nchart: ${svgPath}; wall ${wallSec.toFixed(1)} s\n`);
 }
 
