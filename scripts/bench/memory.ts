@@ -1,14 +1,18 @@
-// `pnpm bench memory [--json] [--quick]`: dirty-logging overhead, dirty-log harvest, suspend and
-// resume against raw file I/O of the same bytes (same run), and the resident memory of an
-// agent-like process hosting the guest. --quick uses 128 MiB instead of 1 GiB.
+// `pnpm bench memory [--json] [--quick]`: dirty-logging overhead, dirty-log harvest, the page
+// digest options (the numbers behind @ferry/memory's choice of xxh64), suspend and resume against
+// raw file I/O of the same bytes (same run), and the resident memory of an agent-like process
+// hosting the guest. --quick uses 128 MiB instead of 1 GiB.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { crc32 } from 'node:zlib';
 import { mkdtemp, open, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { DirtyLog, GuestMemory, PAGE_SIZE_BYTES } from '@ferry/memory';
+import { DirtyLog, GuestMemory, isZeroPage, memoryDigest, PAGE_SIZE_BYTES, pageDigest } from '@ferry/memory';
 import { CpuPool, RESERVED_PAGES, RegisterBlock, uniformWorkload, Vm } from '@ferry/vm';
 import type { WorkloadContext } from '@ferry/vm';
 
@@ -24,6 +28,17 @@ interface Result {
   harvestSparseMs: number;
   harvestDenseMs: number;
   harvestPages: number;
+  /** The page digest @ferry/memory uses (pageDigest), picked from pageDigestGBps. */
+  pageDigest: 'xxh64';
+  /** One 4 KiB page per call, GB/s, for each option measured. */
+  pageDigestGBps: Record<PageDigestOption, number>;
+  /** memoryDigest (xxh64 streamed 4 MiB at a time over all of memory), GB/s. */
+  memoryDigestGBps: number;
+  /** isZeroPage on zero pages, GB/s, and on non-zero pages, pages/s. */
+  zeroCheckGBps: number;
+  zeroCheckNonZeroPagesPerSec: number;
+  /** The alternative measured beside it: a Buffer view of the page `.equals()` a zero page (memcmp), zero pages, GB/s. */
+  zeroCheckBufferEqualsGBps: number;
   rawWriteMs: number;
   suspendMs: number;
   suspendVsRaw: number;
@@ -33,6 +48,8 @@ interface Result {
   rssBytes: number;
   rssVsGuest: number;
 }
+
+type PageDigestOption = 'xxh64' | 'xxh3' | 'crc32' | 'sha1' | 'sha256';
 
 // A full GC before each timed step, so that freeing the previous step's gigabyte (munmap of a
 // released SharedArrayBuffer) is not charged to whichever step happens to trigger the collection.
@@ -98,6 +115,57 @@ function measureHarvest(pages: number): { sparseMs: number; denseMs: number } {
   return { sparseMs: median(sparse), denseMs: median(dense) };
 }
 
+/**
+ * Page digest options, one 4 KiB page per call as the migration hot path calls them, over 64 MiB
+ * of random pages (touched first), median of 5 passes each: xxh64 (@node-rs/xxhash, what
+ * pageDigest uses), xxh3-64 of the same package, zlib's crc32 (32 bits: too few for
+ * reference-by-hash), sha1 and sha256. Also the whole-memory digest and the zero-page check.
+ */
+function measureDigests(): Pick<Result, 'pageDigestGBps' | 'memoryDigestGBps' | 'zeroCheckGBps' | 'zeroCheckNonZeroPagesPerSec' | 'zeroCheckBufferEqualsGBps'> {
+  const memory = GuestMemory.ofBytes(64 * MiB);
+  for (let off = 0; off < memory.byteLength; off += 65536) crypto.getRandomValues(memory.bytes.subarray(off, off + 65536));
+  const pages = Array.from({ length: memory.pageCount }, (_, p) => memory.page(p));
+  // @node-rs/xxhash is a dependency of @ferry/memory, not of the scripts: resolve it from there.
+  const xxhash = createRequire(fileURLToPath(new URL('../../packages/memory/package.json', import.meta.url)))('@node-rs/xxhash') as {
+    xxh3: { xxh64(input: Uint8Array): bigint };
+  };
+  const options: Record<PageDigestOption, (page: Uint8Array) => unknown> = {
+    xxh64: pageDigest,
+    xxh3: (page) => xxhash.xxh3.xxh64(page),
+    crc32: (page) => crc32(page),
+    sha1: (page) => createHash('sha1').update(page).digest(),
+    sha256: (page) => createHash('sha256').update(page).digest(),
+  };
+  const rate = (run: () => void, bytes: number): number => {
+    const passes: number[] = [];
+    for (let rep = 0; rep < 5; rep++) {
+      const t = performance.now();
+      run();
+      passes.push(bytes / ((performance.now() - t) / 1000) / 1e9);
+    }
+    return median(passes);
+  };
+  const pageDigestGBps = {} as Record<PageDigestOption, number>;
+  for (const [name, digest] of Object.entries(options) as [PageDigestOption, (page: Uint8Array) => unknown][]) {
+    pageDigestGBps[name] = rate(() => {
+      for (const page of pages) digest(page);
+    }, memory.byteLength);
+  }
+  const memoryDigestGBps = rate(() => void memoryDigest(memory), memory.byteLength);
+  const nonZeroGBps = rate(() => {
+    for (const page of pages) if (isZeroPage(page)) throw new Error('a random page read as zero');
+  }, memory.byteLength);
+  memory.bytes.fill(0);
+  const zeroCheckGBps = rate(() => {
+    for (const page of pages) if (!isZeroPage(page)) throw new Error('a zero page read as non-zero');
+  }, memory.byteLength);
+  const zero = Buffer.alloc(PAGE_SIZE_BYTES);
+  const zeroCheckBufferEqualsGBps = rate(() => {
+    for (const page of pages) if (!Buffer.from(page.buffer, page.byteOffset, PAGE_SIZE_BYTES).equals(zero)) throw new Error('a zero page read as non-zero');
+  }, memory.byteLength);
+  return { pageDigestGBps, memoryDigestGBps, zeroCheckGBps, zeroCheckNonZeroPagesPerSec: (nonZeroGBps * 1e9) / PAGE_SIZE_BYTES, zeroCheckBufferEqualsGBps };
+}
+
 async function rawWrite(path: string, bytes: Uint8Array): Promise<number> {
   const t = performance.now();
   const fh = await open(path, 'w');
@@ -125,7 +193,14 @@ async function denseVm(pool: CpuPool, bytes: number, id: string): Promise<Vm> {
   return vm;
 }
 
-async function measureSuspendResume(bytes: number, reps: number): Promise<Pick<Result, 'rawWriteMs' | 'suspendMs' | 'rawReadMs' | 'resumeMs'>> {
+/**
+ * Suspend and resume of a dense VM of `bytes`, each right after the raw I/O it is compared with
+ * (raw write + fsync, then suspend; raw read, then resume), `reps` times. A ratio is the median of
+ * the per-rep ratios: on a shared, noisy machine a pair measured back to back sees the same load,
+ * where a best-of or median of each side alone can pair a quiet raw run with a busy VM run. The
+ * times are the medians of each side.
+ */
+async function measureSuspendResume(bytes: number, reps: number): Promise<Pick<Result, 'rawWriteMs' | 'suspendMs' | 'rawReadMs' | 'resumeMs' | 'suspendVsRaw' | 'resumeVsRaw'>> {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-memory-'));
   const pool = new CpuPool({ pcpus: 2 });
   const times = { rawWriteMs: [] as number[], suspendMs: [] as number[], rawReadMs: [] as number[], resumeMs: [] as number[] };
@@ -154,10 +229,15 @@ async function measureSuspendResume(bytes: number, reps: number): Promise<Pick<R
     await pool.close();
     await rm(dir, { recursive: true, force: true });
   }
-  // Best of the reps for each: the machine is shared and noisy, and the best run is the one least
-  // disturbed by others (the same rule for raw I/O and for suspend/resume).
-  const best = (xs: number[]): number => Math.min(...xs);
-  return { rawWriteMs: best(times.rawWriteMs), suspendMs: best(times.suspendMs), rawReadMs: best(times.rawReadMs), resumeMs: best(times.resumeMs) };
+  const ratios = (a: number[], b: number[]): number => median(a.map((v, i) => v / b[i]!));
+  return {
+    rawWriteMs: median(times.rawWriteMs),
+    suspendMs: median(times.suspendMs),
+    rawReadMs: median(times.rawReadMs),
+    resumeMs: median(times.resumeMs),
+    suspendVsRaw: ratios(times.suspendMs, times.rawWriteMs),
+    resumeVsRaw: ratios(times.resumeMs, times.rawReadMs),
+  };
 }
 
 /** Child mode: an agent-like process (a CPU pool, one VM of `bytes`, every page written) reports its RSS. */
@@ -200,10 +280,12 @@ export async function main(args: string[]): Promise<void> {
   log(`measuring harvest of a 1 GiB log...`);
   const harvestPages = GiB / PAGE_SIZE_BYTES;
   const harvest = measureHarvest(harvestPages);
+  log(`measuring page digest options...`);
+  const digests = measureDigests();
   log(`measuring resident memory of a process hosting ${guestBytes / MiB} MiB...`);
   const rssBytes = await measureRssInChild(guestBytes);
   log(`measuring suspend/resume of ${guestBytes / MiB} MiB against raw I/O...`);
-  const io = await measureSuspendResume(guestBytes, 3);
+  const io = await measureSuspendResume(guestBytes, 5);
 
   const result: Result = {
     guestBytes,
@@ -213,9 +295,9 @@ export async function main(args: string[]): Promise<void> {
     harvestSparseMs: harvest.sparseMs,
     harvestDenseMs: harvest.denseMs,
     harvestPages,
+    pageDigest: 'xxh64',
+    ...digests,
     ...io,
-    suspendVsRaw: io.suspendMs / io.rawWriteMs,
-    resumeVsRaw: io.resumeMs / io.rawReadMs,
     rssBytes,
     rssVsGuest: rssBytes / guestBytes,
   };
@@ -229,10 +311,18 @@ export async function main(args: string[]): Promise<void> {
     ['  stores/s logged / unlogged', `${(overhead.on / 1e6).toFixed(1)} M / ${(overhead.off / 1e6).toFixed(1)} M`, ''],
     [`harvest sparse (64 of ${harvestPages} pages)`, `${f(result.harvestSparseMs, 4)} ms`, '≪ 1 ms'],
     [`harvest dense (all ${harvestPages} pages)`, `${f(result.harvestDenseMs)} ms`, ''],
+    ...(Object.entries(result.pageDigestGBps) as [PageDigestOption, number][]).map(([name, gbps]): [string, string, string] => [
+      `page digest ${name}, one 4 KiB page per call${name === result.pageDigest ? ' (used)' : ''}`,
+      `${f(gbps)} GB/s`,
+      name === result.pageDigest ? 'fastest 64-bit' : '',
+    ]),
+    ['memory digest (xxh64, streamed)', `${f(result.memoryDigestGBps)} GB/s`, ''],
+    ['zero-page check (isZeroPage): zero / non-zero pages', `${f(result.zeroCheckGBps)} GB/s / ${(result.zeroCheckNonZeroPagesPerSec / 1e6).toFixed(1)} M pages/s`, ''],
+    ['zero-page check, Buffer equals a zero page (zero pages)', `${f(result.zeroCheckBufferEqualsGBps)} GB/s`, ''],
     [`raw write + fsync of ${guestBytes / MiB} MiB`, `${f(result.rawWriteMs, 0)} ms`, ''],
-    ['suspend (dense memory)', `${f(result.suspendMs, 0)} ms  (${f(result.suspendVsRaw)}× raw)`, '≤ 1.5× raw'],
+    ['suspend (dense memory)', `${f(result.suspendMs, 0)} ms  (${f(result.suspendVsRaw)}× raw, paired)`, '≤ 1.5× raw'],
     [`raw read of ${guestBytes / MiB} MiB`, `${f(result.rawReadMs, 0)} ms`, ''],
-    ['resume (read + digest check)', `${f(result.resumeMs, 0)} ms  (${f(result.resumeVsRaw)}× raw)`, '≤ 1.5× raw'],
+    ['resume (read + digest check)', `${f(result.resumeMs, 0)} ms  (${f(result.resumeVsRaw)}× raw, paired)`, '≤ 1.5× raw'],
     [`RSS hosting ${guestBytes / MiB} MiB guest`, `${f(rssBytes / MiB, 0)} MiB  (${f(result.rssVsGuest, 3)}× guest)`, '≤ 1.15× guest'],
   ];
   const w0 = Math.max(...rows.map((r) => r[0].length));
