@@ -85,6 +85,17 @@ describe('snapshot file', () => {
     await expectRefused(path, 'truncated');
   });
 
+  it('refuses a file whose header page count was damaged, saying what the header claims', async () => {
+    const path = join(dir, 'count.vmss');
+    await writeSnapshotFile(path, patterned(60), state);
+    await patchByte(path, 20, () => 62); // page count 60 -> 62 (same map size): the file is short of it
+    const short = await expectRefused(path, 'truncated');
+    expect(short.message).toContain('62 pages');
+    await patchByte(path, 20, () => 58); // 58: the file is longer than it claims
+    const long = await expectRefused(path, 'corrupted');
+    expect(long.message).toContain('58 pages');
+  });
+
   it('refuses a file with one flipped bit in a page', async () => {
     const path = join(dir, 'flip.vmss');
     await writeSnapshotFile(path, patterned(64), state);

@@ -343,10 +343,10 @@ export async function readSnapshotFile(path: string): Promise<LoadedSnapshot> {
     const metaBytes = specBytes + registerBytes + deviceBytes + mapBytes;
     const expectedBytes = trailerOffset + metaBytes + TAIL_BYTES;
     if (fileBytes < expectedBytes) {
-      throw new SnapshotFileError(path, 'truncated', `file has ${fileBytes} bytes, the header describes ${expectedBytes}`);
+      throw new SnapshotFileError(path, 'truncated', `file has ${fileBytes} bytes, its header describes ${expectedBytes} (${pageCount} pages): cut short, or the header is damaged`);
     }
     if (fileBytes > expectedBytes) {
-      throw new SnapshotFileError(path, 'corrupted', `file has ${fileBytes - expectedBytes} bytes past its end`);
+      throw new SnapshotFileError(path, 'corrupted', `file has ${fileBytes - expectedBytes} bytes more than its header describes (${pageCount} pages): extra data, or the header is damaged`);
     }
     const meta = Buffer.alloc(metaBytes + TAIL_BYTES);
     await readExactly(fh, path, meta, trailerOffset);
