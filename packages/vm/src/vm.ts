@@ -140,7 +140,6 @@ export class Vm {
     return this.current;
   }
 
-  /** Guest memory. Throws MemoryReleasedError when suspended, stopped or deleted. */
   /**
    * When the vCPUs were last released to run (start or resume), epoch ms on
    * `performance.timeOrigin + performance.now()`; undefined before the first time. A migration's
@@ -151,6 +150,7 @@ export class Vm {
     return this.releasedAtMs;
   }
 
+  /** Guest memory. Throws MemoryReleasedError when suspended, stopped or deleted. */
   get memory(): GuestMemory {
     if (!this.mem) throw new MemoryReleasedError(this.id, this.current);
     return this.mem;
