@@ -1,5 +1,10 @@
+import { Buffer } from 'node:buffer';
 import { PAGE_SIZE_BYTES, pageOffset } from './constants.ts';
 import { InvalidMemorySizeError, PageOutOfRangeError } from './errors.ts';
+
+// TypedArray#set into a SharedArrayBuffer copies with relaxed atomic word stores, 2–3× slower than
+// memcpy here (4 vs 11 GB/s warm); Buffer#copy is memcpy and accepts any Uint8Array on either side.
+const memcpy = Buffer.prototype.copy;
 
 /** Largest guest we allow: 64 GiB, far beyond this machine, well inside SharedArrayBuffer limits. */
 export const MAX_GUEST_PAGES = 16 * 1024 * 1024;
@@ -66,7 +71,19 @@ export class GuestMemory {
       throw new InvalidMemorySizeError(`a page write needs ${PAGE_SIZE_BYTES} bytes, got ${data.byteLength}`);
     }
     this.checkRange(page);
-    this.bytes.set(data, pageOffset(page));
+    memcpy.call(data, this.bytes, pageOffset(page));
+  }
+
+  /**
+   * Copies `data`, a whole number of pages, into guest memory from `page` on (memcpy: the
+   * migration receiver's hot path). Throws InvalidMemorySizeError or PageOutOfRangeError first.
+   */
+  writePages(page: number, data: Uint8Array): void {
+    if (data.byteLength === 0 || data.byteLength % PAGE_SIZE_BYTES !== 0) {
+      throw new InvalidMemorySizeError(`a page write needs a positive multiple of ${PAGE_SIZE_BYTES} bytes, got ${data.byteLength}`);
+    }
+    this.checkRange(page, data.byteLength / PAGE_SIZE_BYTES);
+    memcpy.call(data, this.bytes, pageOffset(page));
   }
 
   /** Zeroes one page. */

@@ -316,7 +316,7 @@ export class MigrationReceiver {
     const start = pageOffset(first);
     const end = start + count * PAGE_SIZE_BYTES;
     if (encoding === PAGE_ENCODING.raw) {
-      memory.bytes.set(this.frame.subarray(dataOffset, dataOffset + (end - start)), start);
+      memory.writePages(first, this.frame.subarray(dataOffset, dataOffset + (end - start)));
       const words = this.words!;
       const nonZero = this.nonZero!;
       for (let p = first; p < first + count; p++) {
