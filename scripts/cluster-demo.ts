@@ -14,14 +14,18 @@ export const DEMO_VMS: readonly RunRequest[] = [
   { name: 'base-1', image: 'base-os', cpus: 1, memory: '16MiB', disk: '1GiB', workload: { kind: 'idle' } },
 ];
 
-/** Polls until every host in `hostIds` is up (default 30 s). */
+/**
+ * Polls until every host in `hostIds` has registered (default 30 s): any state but `down`, so a
+ * host the last run left in maintenance (kept in the state dir) counts once its agent is back.
+ */
 export async function waitForHosts(cluster: LocalClusterFile, hostIds: readonly string[], timeoutMs = 30_000): Promise<Host[]> {
   const client = new ApiClient({ url: cluster.url, token: cluster.token, timeoutMs: 5000 });
   const deadline = Date.now() + timeoutMs;
+  const registered = (hosts: readonly Host[], id: string): boolean => hosts.some((h) => h.id === id && h.state !== 'down');
   for (;;) {
     const hosts = await client.get<Host[]>(API_ROUTES.hosts).catch(() => [] as Host[]);
-    if (hostIds.every((id) => hosts.some((h) => h.id === id && h.state === 'up'))) return hosts;
-    if (Date.now() > deadline) throw new Error(`agents not registered within ${timeoutMs} ms: ${hostIds.filter((id) => !hosts.some((h) => h.id === id && h.state === 'up')).join(', ')}`);
+    if (hostIds.every((id) => registered(hosts, id))) return hosts;
+    if (Date.now() > deadline) throw new Error(`agents not registered within ${timeoutMs} ms: ${hostIds.filter((id) => !registered(hosts, id)).join(', ')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
