@@ -113,8 +113,14 @@ export function scoreHost(m: ClusterModel, q: Query, h: number, n: number): numb
 
 const SEARCH_OVERFLOW = -2;
 const PQ_CAPACITY = 1 << 15;
-/** Leaves the worst-fit search may visit before it gives up for the plain scan (a full cluster). */
-const SEARCH_LEAF_BUDGET = 512;
+/**
+ * Tree nodes the worst-fit search may take from its queue before it gives up for the plain scan.
+ * Finding a host in a cluster with room takes about two per tree level (≈ 30 at 10,000 hosts); in a
+ * full cluster, where many subtrees have free CPU and disk but too little memory, the search could
+ * otherwise expand thousands of nodes (p99 of one decision 0.8 ms idle, 5 ms on a busy machine, at
+ * 10,000 hosts) where the scan costs ≈ 0.1 ms.
+ */
+const SEARCH_NODE_BUDGET = 128;
 const pqNode = new Int32Array(PQ_CAPACITY);
 const pqKey = new Float64Array(PQ_CAPACITY);
 const pqLeft = new Int32Array(PQ_CAPACITY);
@@ -136,8 +142,8 @@ function swap(a: number, b: number): void {
  * lowest slot); a leaf's score is (its free-share sum − the demand's share of it) ÷ 3, bounded by
  * (key − the smallest demand share over capacity classes) ÷ 3. Stops when no node left can beat
  * or tie-with-a-lower-slot the best leaf. Same answer as the full scan; SEARCH_OVERFLOW when the
- * queue would overflow or more than SEARCH_LEAF_BUDGET leaves were visited (in a full cluster many
- * hosts have free CPU and disk but no memory): the caller then scans.
+ * queue would overflow or more than SEARCH_NODE_BUDGET nodes were taken from it (in a full cluster
+ * many hosts have free CPU and disk but no memory): the caller then scans.
  */
 function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
   const t = m.remTree, size = m.treeSize, tc = m.cpuTree, tm = m.memTree, td = m.diskTree;
@@ -159,7 +165,7 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
   };
   if (tm[1]! < dm || tc[1]! < dc || td[1]! < dd) return -1;
   push(1);
-  let best = -1, bestScore = -Infinity, leaves = 0;
+  let best = -1, bestScore = -Infinity, pops = 0;
   const state = m.state;
   while (len > 0) {
     const k = pqNode[0]!, key = pqKey[0]!, left = pqLeft[0]!;
@@ -177,10 +183,10 @@ function worstFitSearch(m: ClusterModel, q: Query, n: number): number {
       }
     }
     if (key === -Infinity) break;
+    if (++pops > SEARCH_NODE_BUDGET) return SEARCH_OVERFLOW;
     const bound = (key - dShareMin) / 3 + 1e-12;
     if (bound < bestScore || (bound <= bestScore + 2e-12 && left > best && best >= 0)) break;
     if (k >= size) {
-      if (++leaves > SEARCH_LEAF_BUDGET) return SEARCH_OVERFLOW;
       const h = k - size;
       if (state[h] !== STATE_UP) continue;
       const fm = m.capMem[h]! - m.usedMem[h]! - q.memoryBytes;
