@@ -348,8 +348,16 @@ export class LocalVmHost implements VmHost {
     releaseMemorySoon(); // the pCPU workers collect on their side when a vCPU detaches
   }
 
+  /**
+   * Creates a VM, provisioned from its image with its run-time configuration, and starts it if
+   * asked. A VM of that id that is `stopped` here is replaced once the new one is up (a start after
+   * a stop boots afresh: the stopped VM's memory is gone); any other existing one is refused.
+   */
   private async create(m: VmCreateMessage): Promise<AgentToCoordinatorMessage> {
-    if (this.vms.has(m.spec.id)) throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${m.spec.id} already exists on this host`);
+    const previous = this.vms.get(m.spec.id);
+    if (previous && (previous.vm.state !== 'stopped' || previous.migrationId !== undefined || previous.busy !== undefined)) {
+      throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${m.spec.id} already exists on this host (${previous.vm.state})`);
+    }
     const spec = normalizeSpec(toVmSpec(m.spec));
     const vm = Vm.create(spec, this.pool);
     let imagePages = 0;
@@ -363,11 +371,16 @@ export class LocalVmHost implements VmHost {
       }
       // Started before it is listed: a heartbeat never reports a VM that is only half up.
       if (m.start) await vm.start();
+      if (previous) {
+        if (this.vms.get(spec.id) !== previous || previous.vm.state !== 'stopped') throw new VmHostError('FERRY_ERR_INVALID_STATE', `vm ${spec.id} changed while it was being booted again`);
+        this.forget(spec.id);
+        await previous.vm.delete().catch(() => {});
+      }
       const entry = this.adopt(vm, spec, m.image);
       this.logger.info({ event: 'vm-created', vmId: spec.id, image: m.image, image_pages: imagePages, memory_bytes: spec.memoryBytes, started: m.start }, 'vm created');
       return { type: 'vm-created', requestId: m.requestId, vm: this.report(entry), imagePages };
     } catch (err) {
-      this.forget(spec.id);
+      if (this.vms.get(spec.id)?.vm === vm || !previous) this.forget(spec.id); // a stopped VM it was to replace stays
       await vm.stop().catch(() => {});
       throw err;
     }

@@ -5,7 +5,7 @@
  * VmInvalidStateError (409 FERRY_ERR_INVALID_STATE), changing nothing; one action at a time per VM
  * (a second one while the first runs is refused the same way).
  */
-import type { Image, VmSnapshot, VmState, WwsReport } from '@ferry/protocol';
+import type { AgentToCoordinatorMessage, Image, VmSnapshot, VmState, WwsReport } from '@ferry/protocol';
 import { DEFAULT_MIGRATION_POLICY, parseRate, validateCloneRequest, validateImageCaptureRequest, validatePlaceRequest, validateSnapshotRequest, validateStopRequest } from '@ferry/protocol';
 import { askAgent, type CloudDeps } from './cloud-deps.ts';
 import { CoordinatorError } from './errors.ts';
@@ -59,14 +59,18 @@ function changed(deps: CloudDeps, vm: VmRecord, type: 'vm-started' | 'vm-stopped
   return vm;
 }
 
-/** `start` (stopped → running): on its host, or with `{ host }` booted fresh from its image on another (EC2 stop/start). */
+/**
+ * `start` (stopped → running): booted afresh from its image with its run-time configuration (EC2
+ * stop/start: a stopped VM's memory is gone), on its host, or with `{ host }` on another. The
+ * agent replaces the stopped VM it holds (or has forgotten, after its own restart) by the new one.
+ */
 export async function startVm(deps: CloudDeps, vmId: string, body: unknown): Promise<VmRecord> {
   const { host } = validatePlaceRequest(body);
   return withVmLock(deps, vmId, 'start', async () => {
     const vm = deps.vms.expectState(vmId, ['stopped'], 'start');
     if (host === undefined || host === vm.host) {
-      const state = await hostAction(deps, vm, 'start', 'start');
-      return changed(deps, deps.vms.update(vmId, { state: state ?? 'running' }), 'vm-started');
+      const reply = await bootFromImage(deps, vm, ownerOf(deps, vm, 'start'));
+      return changed(deps, deps.vms.update(vmId, { state: apiStateOf(reply.vm.state) ?? 'running' }), 'vm-started');
     }
     // Another host: claim there first (the old claim goes back if that fails), boot from the image, then drop the old VM.
     const from = vm.host;
@@ -78,19 +82,7 @@ export async function startVm(deps: CloudDeps, vmId: string, body: unknown): Pro
       throw err;
     }
     try {
-      const reply = await askAgent(
-        deps.agents,
-        host,
-        {
-          type: 'vm-create',
-          spec: { id: vm.id, name: vm.name, vcpus: vm.cpus, memoryBytes: vm.memoryBytes, workload: workloadWireOf(vm.workload) },
-          image: vm.image,
-          config: { instanceId: vm.id, hostname: vm.name, ip: vm.ip, accessRules: [...DEFAULT_ACCESS_RULES], user: vm.credentials.user, password: vm.credentials.password },
-          start: true,
-        },
-        'vm-created',
-        VM_CREATE_TIMEOUT_MS,
-      );
+      const reply = await bootFromImage(deps, vm, host);
       const moved = deps.vms.update(vmId, { host, state: apiStateOf(reply.vm.state) ?? 'running' });
       if (from !== null && deps.agents.isConnected(from)) askAgent(deps.agents, from, { type: 'vm-action', vmId, action: 'delete' }, 'vm-updated').catch(() => {});
       return changed(deps, moved, 'vm-started', { from });
@@ -100,6 +92,23 @@ export async function startVm(deps: CloudDeps, vmId: string, body: unknown): Pro
       throw err;
     }
   });
+}
+
+/** Asks `host` to provision `vm` from its image with its run-time configuration and boot it. */
+function bootFromImage(deps: CloudDeps, vm: VmRecord, host: string): Promise<Extract<AgentToCoordinatorMessage, { type: 'vm-created' }>> {
+  return askAgent(
+    deps.agents,
+    host,
+    {
+      type: 'vm-create',
+      spec: { id: vm.id, name: vm.name, vcpus: vm.cpus, memoryBytes: vm.memoryBytes, workload: workloadWireOf(vm.workload) },
+      image: vm.image,
+      config: { instanceId: vm.id, hostname: vm.name, ip: vm.ip, accessRules: [...DEFAULT_ACCESS_RULES], user: vm.credentials.user, password: vm.credentials.password },
+      start: true,
+    },
+    'vm-created',
+    VM_CREATE_TIMEOUT_MS,
+  );
 }
 
 /** `stop` (running|paused → stopped). */
