@@ -31,6 +31,7 @@ import type { AgentToCoordinatorMessage, MigrationPolicy, MigrationReportWire, M
 import { dialMigration, type OutgoingMigrationChannel } from './migration-server.ts';
 import { encodeEnvelope } from './vm-host-envelope.ts';
 import { VmHostError, type LocalVmHost, type VmEntry } from './vm-host-local.ts';
+import { SwitchoverHistory } from './switchover-history.ts';
 
 interface Outgoing {
   readonly migrationId: string;
@@ -43,6 +44,7 @@ interface Outgoing {
 export class OutgoingMigrations {
   private readonly host: LocalVmHost;
   private readonly running = new Map<string, Outgoing>();
+  private readonly switchover = new SwitchoverHistory();
 
   constructor(host: LocalVmHost) {
     this.host = host;
@@ -122,13 +124,14 @@ export class OutgoingMigrations {
         },
       };
       const ch = channel;
+      const switchoverMs = this.switchover.estimate(m.destinationHostId);
       const sender = new MigrationSender({
         migrationId: m.migrationId,
         token: m.token,
         vm: source,
         vmInfo: { vmId: m.vmId, cpus: e.spec.vcpus },
         channel: ch,
-        policy: senderPolicyOf(m.policy),
+        policy: { ...senderPolicyOf(m.policy), ...(switchoverMs !== undefined ? { switchoverMs } : {}) },
         commit: (request) => this.awaitDecision(m, out, ch, request.digest),
       });
       out.sender = sender;
@@ -141,8 +144,9 @@ export class OutgoingMigrations {
         host.notify({ type: 'migration-progress', migrationId: m.migrationId, round: roundWire(s) });
         log.debug({ event: 'migration-round', round: s.round, final: s.final, pages_sent: s.pagesSent, dirty_pages: s.dirtyPages, duration_ms: s.durationMs }, 'round done');
       });
-      log.info({ event: 'migration-source-started', vm_state: vm.state, memory_bytes: e.spec.memoryBytes }, 'sending the VM');
+      log.info({ event: 'migration-source-started', vm_state: vm.state, memory_bytes: e.spec.memoryBytes, switchover_estimate_ms: switchoverMs ?? null }, 'sending the VM');
       const done = await sender.run();
+      this.switchover.record(m.destinationHostId, done.report.switchoverMeasuredMs);
       // Committed and activated (or activation unconfirmed): release the VM; it never runs here again.
       await host.releasing(vm, async () => {
         await vm.stop().catch(() => {});
@@ -153,7 +157,7 @@ export class OutgoingMigrations {
         await host.removeFile(e.suspendPath);
       }
       host.forget(m.vmId);
-      log.info({ event: 'migration-source-completed', pause_ms: pauseMs, downtime_ms: done.report.downtimeMs, total_ms: done.report.totalMs, rounds: done.report.rounds, bytes_on_wire: done.report.bytesOnWire }, 'VM moved out and released');
+      log.info({ event: 'migration-source-completed', pause_ms: pauseMs, downtime_ms: done.report.downtimeMs, switchover_used_ms: done.report.switchoverMs, switchover_measured_ms: done.report.switchoverMeasuredMs, total_ms: done.report.totalMs, rounds: done.report.rounds, bytes_on_wire: done.report.bytesOnWire }, 'VM moved out and released');
       host.notify({ type: 'migration-finished', migrationId: m.migrationId, vmId: m.vmId, role: 'source', outcome: 'completed', report: reportWire(done.report) });
     } catch (err) {
       channel?.close(FERRY_CLOSE.MIGRATION_ABORTED, 'migration failed');
@@ -270,5 +274,6 @@ export function reportWire(r: MigrationSenderReport): MigrationReportWire {
     digestVerified: r.digestVerified,
     finalThrottlePercent: r.finalThrottlePercent,
     switchoverMs: r.switchoverMs,
+    switchoverMeasuredMs: r.switchoverMeasuredMs ?? -1,
   };
 }

@@ -23,6 +23,8 @@ export interface MigrationReportDetail extends MigrationReport {
   readonly stopReason: string;
   readonly pageBytesSent: number;
   readonly switchoverMs: number;
+  /** -1 when the downtime is unknown. */
+  readonly switchoverMeasuredMs: number;
   readonly finalThrottlePercent: number;
   readonly digest: string;
 }
@@ -103,6 +105,7 @@ export function toReport(r: MigrationRecord, w: NonNullable<MigrationFinishedMes
     stopReason: w.stopReason,
     pageBytesSent: w.pageBytesSent,
     switchoverMs: w.switchoverMs,
+    switchoverMeasuredMs: w.switchoverMeasuredMs,
     finalThrottlePercent: w.finalThrottlePercent,
     digest: w.digest,
   };

@@ -47,6 +47,14 @@ export interface MigrationSenderPolicy extends MigrationPolicy {
    * Default none.
    */
   readonly roundRateLimit?: RoundRateLimit;
+  /**
+   * The fixed cost of the switch-over (pause to resume, less the final round's page copy) as
+   * measured on earlier migrations (MigrationSenderReport.switchoverMeasuredMs), used in the
+   * downtime estimate. Default none: the sender then guesses two handshake round trips, which
+   * misses what the pause also pays for (state transfer, digest check, the commit point, resuming
+   * on the destination) and counts the destination's allocation when it is slow.
+   */
+  readonly switchoverMs?: number;
 }
 
 /** Defaults of every sender policy field. */
@@ -79,6 +87,7 @@ export function resolveSenderPolicy(given: Partial<MigrationSenderPolicy> = {}):
   int(p.handshakeTimeoutMs, 'handshakeTimeoutMs', 1, 3_600_000);
   int(p.readyTimeoutMs, 'readyTimeoutMs', 1, 3_600_000);
   int(p.activateTimeoutMs, 'activateTimeoutMs', 1, 3_600_000);
+  if (p.switchoverMs !== undefined && !(p.switchoverMs >= 0 && Number.isFinite(p.switchoverMs))) throw new MigrationOptionsError('switchoverMs', `must be a non-negative number, got ${p.switchoverMs}`);
   if (p.roundRateLimit !== undefined && typeof p.roundRateLimit?.rateForRound !== 'function') throw new MigrationOptionsError('roundRateLimit', 'must have a rateForRound function');
   return Object.freeze(p);
 }

@@ -3,7 +3,7 @@ import { pageTermSum } from './page-sum.ts';
 import { FakeVm, type FakeVmOptions } from './test-utils/fake-vm.ts';
 import { createHarness } from './test-utils/harness.ts';
 import type { SenderRoundStats } from './sender.ts';
-import { InvalidTransitionError } from './errors.ts';
+import { InvalidTransitionError, MigrationOptionsError } from './errors.ts';
 
 const vms: FakeVm[] = [];
 function fakeVm(options: FakeVmOptions): FakeVm {
@@ -255,6 +255,38 @@ describe('MigrationSender and MigrationReceiver', () => {
     // sooner, at a lower throttle, even at none; the property is the same: the ramp is never "no
     // progress". Without the fix this ends no-progress the round the throttle reaches 99%.)
     expect(r.stopReason, rounds).toBe('converged');
+  });
+
+  it('the downtime estimate adds the measured switch-over cost from the policy, and the report measures the next one', async () => {
+    const vm = fakeVm({ pageCount: 1024, writablePages: 256, writesPerSec: 5_000, fillFraction: 1 }).start();
+    await until(() => vm.writes > 0);
+    // A switch-over said to cost more than the target: no estimate can converge, so pre-copy ends
+    // at maxRounds. With the sender's own guess (two handshake round trips, well under 1 s here)
+    // the same VM converges.
+    const slow = createHarness({ vm, policy: { maxDowntimeMs: 1000, maxRounds: 3, switchoverMs: 1500 } });
+    const [held] = await Promise.all([slow.sender.run(), slow.receiver.done]);
+    const r = held.report;
+    expect(r.stopReason).toBe('max-rounds');
+    expect(r.switchoverMs).toBe(1500);
+    for (const s of r.roundStats.filter((x) => !x.final)) {
+      expect(s.expectedDowntimeMs).toBeCloseTo(((s.dirtyPages * 4096) / s.bandwidthBytesPerSec) * 1000 + 1500, 6);
+    }
+    // What this migration measured: its downtime less the final round's copy at the estimate's bandwidth.
+    const last = r.roundStats.at(-1)!;
+    expect(r.switchoverMeasuredMs).toBeCloseTo(Math.max(0, r.downtimeMs! - (last.bytesSent / last.bandwidthBytesPerSec) * 1000), 6);
+    expect(r.switchoverMeasuredMs!).toBeLessThanOrEqual(r.downtimeMs!);
+
+    await vm.resume();
+    const guessed = createHarness({ vm, policy: { maxDowntimeMs: 1000, maxRounds: 3 } });
+    const [done] = await Promise.all([guessed.sender.run(), guessed.receiver.done]);
+    expect(done.report.stopReason).toBe('converged');
+    expect(done.report.switchoverMs).toBeLessThan(1000);
+  });
+
+  it('a negative or non-finite switchoverMs is refused', () => {
+    const vm = fakeVm({ pageCount: 64 });
+    expect(() => createHarness({ vm, policy: { switchoverMs: -1 } })).toThrow(MigrationOptionsError);
+    expect(() => createHarness({ vm, policy: { switchoverMs: Number.NaN } })).toThrow(MigrationOptionsError);
   });
 
   it('run is legal once', async () => {

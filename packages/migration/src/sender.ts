@@ -84,8 +84,14 @@ export interface MigrationSenderReport {
   readonly digestVerified: boolean;
   /** Throttle in force when the VM was paused (reset to 0 afterwards). */
   readonly finalThrottlePercent: number;
-  /** Measured switch-over cost used in the estimate (control round trips + pause + digest). */
+  /** Switch-over cost used in the estimate: the policy's measured `switchoverMs`, else two handshake round trips (plus a full digest). */
   readonly switchoverMs: number;
+  /**
+   * The switch-over cost this migration measured: downtime less the final round's bytes at the
+   * estimate's bandwidth, so the estimate with it would have predicted this downtime. Feed it to
+   * later migrations as policy `switchoverMs`. Undefined when activation was not confirmed.
+   */
+  readonly switchoverMeasuredMs: number | undefined;
 }
 
 /** A finished, committed migration: the source VM must now be released. */
@@ -298,13 +304,15 @@ export class MigrationSender {
         // committed: a failing throttle reset or close changes nothing
       }
       this.move('completed');
+      const downtimeMs = resumedAtMs === undefined ? undefined : resumedAtMs - pausedAtMs;
+      const finalCopyMs = ((this.roundList.at(-1)?.bytesSent ?? 0) / this.bandwidth) * 1000;
       return {
         state: 'completed',
         report: {
           migrationId: this.migrationId,
           totalMs: (resumedAtMs ?? this.now()) - startMs,
           setupMs,
-          downtimeMs: resumedAtMs === undefined ? undefined : resumedAtMs - pausedAtMs,
+          downtimeMs,
           pausedAtMs,
           resumedAtMs,
           rounds: this.roundList.length,
@@ -319,6 +327,7 @@ export class MigrationSender {
           digestVerified: true,
           finalThrottlePercent,
           switchoverMs: this.switchoverMs(),
+          switchoverMeasuredMs: downtimeMs === undefined ? undefined : Math.max(0, downtimeMs - finalCopyMs),
         },
       };
     } catch (err) {
@@ -469,10 +478,10 @@ export class MigrationSender {
     return rate;
   }
 
-  /** Fixed cost of the switch-over: ready and activated round trips, plus a full digest when asked. */
+  /** Fixed cost of the switch-over: as measured before (policy), else two handshake round trips; plus a full digest when asked. */
   private switchoverMs(): number {
     const digestMs = this.policy.verify === 'full' ? (this.vm.memory.byteLength / 8e9) * 1000 * 2 : 0;
-    return 2 * this.rttMs + digestMs;
+    return (this.policy.switchoverMs ?? 2 * this.rttMs) + digestMs;
   }
 
   // ----- plumbing ----------------------------------------------------------------------------

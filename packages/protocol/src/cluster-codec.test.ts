@@ -74,7 +74,7 @@ describe('cluster codec', () => {
 describe('cluster codec: VM operations and migration orchestration', () => {
   const vm = { vmId: 'vm-1', state: 'running', memoryBytes: 2 ** 24, cpus: 1, name: 'web', image: 'base-os', workload: { kind: 'hotset', seed: 3, rate: 1000, params: { hotsetPages: 64 } }, totalSteps: 12 };
   const round = { round: 1, pagesSent: 10, bytesSent: 40960, dirtyPages: 2, dirtyRatePagesPerSec: 20, bandwidthBytesPerSec: 1e9, expectedDowntimeMs: 0.5, throttlePercent: 0, pagesLeft: 2, final: false, durationMs: 3.5, zeroPagesSent: 1 };
-  const report = { migrationId: 'm1', totalMs: 10, setupMs: 1, downtimeMs: 0.4, pausedAtMs: 1e12, rounds: 3, stopReason: 'converged', bytesOnWire: 100, vmBytes: 2 ** 24, pageBytesSent: 80, zeroPagesSkipped: 4, digestAlgorithm: 'page-sum-xxh64', digest: 'ab', digestVerified: true, finalThrottlePercent: 0, switchoverMs: 0.2 };
+  const report = { migrationId: 'm1', totalMs: 10, setupMs: 1, downtimeMs: 0.4, pausedAtMs: 1e12, rounds: 3, stopReason: 'converged', bytesOnWire: 100, vmBytes: 2 ** 24, pageBytesSent: 80, zeroPagesSkipped: 4, digestAlgorithm: 'page-sum-xxh64', digest: 'ab', digestVerified: true, finalThrottlePercent: 0, switchoverMs: 0.2, switchoverMeasuredMs: 7.5 };
 
   it('round-trips every new agent message', () => {
     const msgs: AgentToCoordinatorMessage[] = [

@@ -190,6 +190,7 @@ function report(raw: RawMessage): MigrationReportWire {
     digestVerified: field.boolean(r, 'digestVerified'),
     finalThrottlePercent: field.number(r, 'finalThrottlePercent', 0, 100),
     switchoverMs: field.number(r, 'switchoverMs', 0),
+    switchoverMeasuredMs: field.number(r, 'switchoverMeasuredMs', -1),
   };
 }
 

@@ -165,7 +165,10 @@ export interface MigrationReportWire {
   readonly digest: string;
   readonly digestVerified: boolean;
   readonly finalThrottlePercent: number;
+  /** The switch-over cost the downtime estimate used (measured on earlier migrations to this destination, or guessed). */
   readonly switchoverMs: number;
+  /** The switch-over cost this migration measured (downtime less the final round's copy); -1 when the downtime is unknown. */
+  readonly switchoverMeasuredMs: number;
 }
 
 /** An error carried in a message. */

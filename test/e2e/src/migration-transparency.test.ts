@@ -30,12 +30,16 @@ async function referenceDigest(spec: VmSpecWire): Promise<string> {
 }
 
 describe('live migration between agent processes', () => {
-  it('a VM migrated mid-run h1→h2→h3→h1 ends byte-identical to an unmigrated run; reports carry downtime', async () => {
+  it('a VM migrated mid-run h1→h2→h3→h1→h2→h1 ends byte-identical to an unmigrated run; reports carry downtime', async () => {
     cluster = await startMigrationCluster({ agents: ['h1', 'h2', 'h3'], agentMemory: '256MiB' });
     const spec: VmSpecWire = { id: 'vm-det', name: 'det', vcpus: 2, memoryBytes: 16 * MiB, workload: { kind: 'uniform', seed: 11, rate: 8000 }, heartbeat: false, stepLimit: 6000 };
     await cluster.createVm('h1', spec);
-    const hops = ['h2', 'h3', 'h1'];
+    const hops = ['h2', 'h3', 'h1', 'h2', 'h1'];
     let midRunHops = 0;
+    // The switch-over cost each hop measured, by source→destination: a later hop on the same pair
+    // estimates its downtime with it (the source agent's history) instead of guessing.
+    const measured = new Map<string, number>();
+    let from = 'h1';
     for (const to of hops) {
       const before = await cluster.digest('vm-det');
       if (before.totalSteps < spec.vcpus * spec.stepLimit!) midRunHops++;
@@ -49,7 +53,15 @@ describe('live migration between agent processes', () => {
       expect(done.report!.downtimeMs).toBeLessThan(5000);
       expect(done.report!.bytesOnWire).toBeGreaterThan(0);
       expect(done.rounds.length).toBeGreaterThanOrEqual(1);
+      const report = done.report as unknown as { switchoverMs: number; switchoverMeasuredMs: number };
+      expect(report.switchoverMeasuredMs).toBeGreaterThanOrEqual(0);
+      expect(report.switchoverMeasuredMs).toBeLessThanOrEqual(done.report!.downtimeMs);
+      const earlier = measured.get(`${from}→${to}`);
+      if (earlier !== undefined) expect(report.switchoverMs).toBe(earlier);
+      measured.set(`${from}→${to}`, report.switchoverMeasuredMs);
+      from = to;
     }
+    expect(measured.size).toBeLessThan(hops.length); // h1→h2 ran twice
     expect(midRunHops).toBeGreaterThanOrEqual(2);
     // It runs on exactly one agent.
     let final = await cluster.digest('vm-det');
@@ -58,8 +70,14 @@ describe('live migration between agent processes', () => {
       final = await cluster.digest('vm-det');
     }
     expect(final.host).toBe('h1');
-    await new Promise((r) => setTimeout(r, 300)); // a heartbeat from every agent
-    const where = (await cluster.vms()).filter((v) => v.vm.vmId === 'vm-det').map((v) => v.host);
+    // Hosts list their VMs in heartbeats: wait (bounded) until every agent's latest one says where
+    // it runs. A ghost would stay listed on a second host; one heartbeat late is not one.
+    let where: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      where = (await cluster.vms()).filter((v) => v.vm.vmId === 'vm-det').map((v) => v.host);
+      if (where.length === 1 && where[0] === 'h1') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     expect(where).toEqual(['h1']);
     expect(final.totalSteps).toBe(spec.vcpus * spec.stepLimit!);
     expect(final.digest).toBe(await referenceDigest(spec));
