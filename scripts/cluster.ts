@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LOCAL_CLUSTER_FILE, parseSize, type LocalClusterFile } from '@ferry/protocol';
 import { writeFileAtomic } from '../apps/coordinator/src/state-dir.ts';
-import { startConsole } from '../apps/cli/src/index.ts';
+import { CONSOLE_HISTORY_FILE, startConsole } from '../apps/cli/src/index.ts';
 import { AGENT_MAIN, COORDINATOR_MAIN, REPO_ROOT, processAlive, startChild, type ClusterChild } from './cluster-processes.ts';
 import { bootDemoVms, waitForHosts } from './cluster-demo.ts';
 import { tsxExecArgv } from '@ferry/transport';
@@ -170,10 +170,12 @@ async function detach(): Promise<void> {
   }).catch((err: unknown) => fail((err as Error).message, 1));
   child.stdout!.destroy();
   child.unref();
+  // `pnpm ferry` finds <repo>/.ferry by itself; another state dir must be named.
+  const where = stateDir === resolve(REPO_ROOT, '.ferry') ? '' : ` --state-dir ${stateDir}`;
   say(`Ferry cluster running in the background (pid ${child.pid}): coordinator ${String(ready['url'])}, ${agentCount} agents.`);
-  say(`  npx -y pnpm@10.34.8 ferry hosts      # or vms, images, run, migrate, drain …`);
-  say(`  npx -y pnpm@10.34.8 ferry            # the console`);
-  say(`  npx -y pnpm@10.34.8 cluster down     # stop it`);
+  say(`  npx -y pnpm@10.34.8 ferry hosts${where}      # or vms, images, run, migrate, drain …`);
+  say(`  npx -y pnpm@10.34.8 ferry console${where}    # the console`);
+  say(`  npx -y pnpm@10.34.8 cluster down${where}     # stop it`);
   say(`State and logs: ${stateDir}`);
 }
 
@@ -241,7 +243,7 @@ async function runCluster(supervised: boolean): Promise<void> {
       input: process.stdin,
       output: process.stdout,
       terminal: process.stdin.isTTY === true && process.stdout.isTTY === true,
-      historyPath: join(stateDir, 'console-history'),
+      historyPath: join(stateDir, CONSOLE_HISTORY_FILE),
     });
     for (const c of children) void c.exited.then(() => void stopAll(`${c.name} exited`).then(() => process.exit(1)));
     await handle.closed;

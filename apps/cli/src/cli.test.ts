@@ -224,6 +224,23 @@ describe('ferry events and connection', () => {
       await rm(root, { recursive: true, force: true });
     }
   });
+
+  it('finds a cluster started with --state-dir DIR through --state-dir or FERRY_STATE_DIR, and says so when none runs there', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-state-'));
+    try {
+      await writeFile(join(dir, 'cluster.json'), JSON.stringify({ url: fake.url, token: TOKEN }));
+      const byFlag = await ferry(['hosts', '--json', '--state-dir', dir], { env: {} });
+      expect(byFlag.status).toBe(EXIT_OK);
+      expect(JSON.parse(byFlag.out)).toHaveLength(3);
+      const byEnv = await ferry(['vms', '--json'], { env: { FERRY_STATE_DIR: dir } });
+      expect(byEnv.status).toBe(EXIT_OK);
+      const missing = await ferry(['hosts', '--json', '--state-dir', join(dir, 'nope')], { env: {} });
+      expect(missing.status).toBe(EXIT_USAGE);
+      expect(JSON.parse(missing.out).error.message).toMatch(/no cluster runs from .*nope/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('ferry lifecycle commands', () => {

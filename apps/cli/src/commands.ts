@@ -63,6 +63,7 @@ interface GlobalOpts {
   json?: boolean;
   url?: string;
   token?: string;
+  stateDir?: string;
 }
 
 function integer(name: string, min: number, max: number): (value: string) => number {
@@ -114,6 +115,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
     .option('--json', 'print JSON instead of tables')
     .option('--url <url>', 'coordinator URL (default: FERRY_URL, .ferry/cluster.json, http://127.0.0.1:7070)')
     .option('--token <token>', 'cluster token (default: FERRY_TOKEN, .ferry/cluster.json)')
+    .option('--state-dir <dir>', 'state dir of a local cluster started with `pnpm cluster --state-dir DIR` (default: FERRY_STATE_DIR, .ferry)')
     .exitOverride()
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
@@ -122,9 +124,17 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
   const clientOf = (cmd: Command): ApiClient => {
     const g = globals(cmd);
     const conn =
-      ctx.connection && g.url === undefined && g.token === undefined
+      ctx.connection && g.url === undefined && g.token === undefined && g.stateDir === undefined
         ? ctx.connection
-        : clientSide(() => resolveConnection({ ...(g.url !== undefined ? { url: g.url } : {}), ...(g.token !== undefined ? { token: g.token } : {}), env: ctx.env ?? {}, cwd: ctx.cwd ?? process.cwd() }));
+        : clientSide(() =>
+            resolveConnection({
+              ...(g.url !== undefined ? { url: g.url } : {}),
+              ...(g.token !== undefined ? { token: g.token } : {}),
+              ...(g.stateDir !== undefined ? { stateDir: g.stateDir } : {}),
+              env: ctx.env ?? {},
+              cwd: ctx.cwd ?? process.cwd(),
+            }),
+          );
     return new ApiClient({ url: conn.url, token: conn.token });
   };
   const print = (cmd: Command, value: unknown, text: () => string): void => {

@@ -9,6 +9,9 @@ import { COMMAND_NAMES, HOST_ARG_COMMANDS, HOST_OPTIONS, VM_ARG_COMMANDS, runCom
 // and host ids (fetched from the coordinator, cached briefly); Up/Down walk the history; Ctrl-C
 // stops a running `--watch`/`--follow` command, or closes the console at the prompt.
 
+/** The console's history file in a local cluster's state dir. */
+export const CONSOLE_HISTORY_FILE = 'console-history';
+
 /** Options of startConsole. `terminal` defaults to the output being a TTY. */
 export interface ConsoleOptions {
   readonly url: string;

@@ -1,10 +1,10 @@
 export { runCommand, EXIT_OK, EXIT_FAILED, EXIT_USAGE, COMMAND_NAMES, VM_ARG_COMMANDS, HOST_ARG_COMMANDS, HOST_OPTIONS } from './commands.ts';
 export type { CommandContext } from './commands.ts';
-export { startConsole, completeLine, splitLine } from './console.ts';
+export { CONSOLE_HISTORY_FILE, startConsole, completeLine, splitLine } from './console.ts';
 export type { ConsoleOptions, ConsoleHandle, CompletionIds } from './console.ts';
 export { ApiClient } from './client.ts';
 export type { ApiClientOptions, EventSubscription, SubscribeOptions } from './client.ts';
-export { resolveConnection, findLocalCluster } from './connection.ts';
+export { resolveConnection, findLocalCluster, readLocalClusterFile } from './connection.ts';
 export type { Connection, ConnectionInputs } from './connection.ts';
 export { startAndWatchMigration, MIGRATION_POLL_MS } from './migrate-watch.ts';
 export type { WatchOptions } from './migrate-watch.ts';

@@ -1,5 +1,6 @@
+import { dirname, join } from 'node:path';
 import { runCommand } from './commands.ts';
-import { startConsole } from './console.ts';
+import { CONSOLE_HISTORY_FILE, startConsole } from './console.ts';
 import { resolveConnection } from './connection.ts';
 
 // `ferry ARGS`: one command and exit. `ferry` alone, or `ferry console`, opens the console.
@@ -7,15 +8,21 @@ import { resolveConnection } from './connection.ts';
 
 const argv = process.argv.slice(2);
 if (argv.length === 0 || argv[0] === 'console') {
-  let url: string | undefined;
-  let token: string | undefined;
+  const flags: { url?: string; token?: string; stateDir?: string } = {};
   for (let i = 1; i < argv.length; i++) {
-    if (argv[i] === '--url') url = argv[++i];
-    else if (argv[i] === '--token') token = argv[++i];
+    if (argv[i] === '--url') flags.url = argv[++i];
+    else if (argv[i] === '--token') flags.token = argv[++i];
+    else if (argv[i] === '--state-dir') flags.stateDir = argv[++i];
+    else {
+      process.stderr.write(`error: ferry console takes --url URL, --token T, --state-dir DIR; got "${argv[i]}"\n`);
+      process.exit(2);
+    }
   }
   try {
-    const conn = resolveConnection({ ...(url !== undefined ? { url } : {}), ...(token !== undefined ? { token } : {}), env: process.env, cwd: process.cwd() });
-    const handle = startConsole({ url: conn.url, token: conn.token, input: process.stdin, output: process.stdout });
+    const conn = resolveConnection({ ...flags, env: process.env, cwd: process.cwd() });
+    // A local cluster's console keeps its history beside its cluster file, as `pnpm cluster` does.
+    const historyPath = conn.source.endsWith('.json') ? join(dirname(conn.source), CONSOLE_HISTORY_FILE) : undefined;
+    const handle = startConsole({ url: conn.url, token: conn.token, input: process.stdin, output: process.stdout, ...(historyPath ? { historyPath } : {}) });
     await handle.closed;
     process.exit(0);
   } catch (err) {
