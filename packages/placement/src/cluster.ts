@@ -34,6 +34,11 @@ export interface VmRecord {
   readonly image: string | undefined;
 }
 
+/** The instance type of an untyped request: its shape (interned like a type name; `:` keeps it apart from names). */
+export function shapeTypeName(d: Resources): string {
+  return `shape:${d.cpus}/${d.memoryBytes}/${d.diskBytes}`;
+}
+
 function checkResources(what: string, r: Resources): void {
   for (const v of [r.cpus, r.memoryBytes, r.diskBytes]) {
     if (!Number.isFinite(v) || v < 0) throw new InvalidPlacementInputError(`${what} must be finite and ≥ 0, got ${v}`);
@@ -310,7 +315,9 @@ export class ClusterModel {
     return {
       vmId: req.vmId, hostIdx: -1, migratingTo: -1,
       cpus: req.demand.cpus, memoryBytes: req.demand.memoryBytes, diskBytes: req.demand.diskBytes,
-      group: this.groupFor(req.group), typeIdx: this.typeIndex(req.instanceType),
+      // Without a type name, a VM's shape is its instance type (segregation then still groups
+      // like with like when the caller, e.g. an EC2-style `run --cpus --memory`, names no type).
+      group: this.groupFor(req.group), typeIdx: this.typeIndex(req.instanceType ?? shapeTypeName(req.demand)),
       instanceType: req.instanceType, image: req.image,
     };
   }

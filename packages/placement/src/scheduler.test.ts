@@ -144,6 +144,15 @@ describe('strategies on a cluster where the answer is known', () => {
     expect(placed(s, 's2', small, { instanceType: 'small' })).toBe(sA);
     expect(placed(s, 'l2', large, { instanceType: 'large' })).toBe(lA);
   });
+  it('segregation without type names treats each shape as an instance type (EC2-style requests name none)', () => {
+    const s = new Scheduler([host('a', 8, 32), host('b', 8, 32), host('c', 8, 32)], [], { strategy: 'segregation' });
+    const sA = placed(s, 's1', small);
+    const lA = placed(s, 'l1', large);
+    expect(lA).not.toBe(sA);
+    expect(placed(s, 's2', small)).toBe(sA);
+    expect(placed(s, 'l2', large)).toBe(lA);
+    expect(s.vm('s1')?.instanceType).toBeUndefined(); // the view keeps what the caller said
+  });
   it('segregation and image locality hold on clusters large enough to grow the model\'s arrays', () => {
     // Only slots 20 and up take VMs: beyond the model's initial 16 slots.
     const hosts = Array.from({ length: 40 }, (_, i) => host(`h${i}`, 8, 32, 100, i === 37 ? { images: ['ubuntu'] } : i < 20 ? { state: 'down', images: ['ubuntu'] } : {}));
