@@ -167,6 +167,17 @@ describe('ferry migrate', () => {
     expect(out).toMatch(/^bytes on wire\s+74 MiB of 64 MiB VM \(1\.16x VM size\)$/m);
   });
 
+  it('shows the progress per round without --watch too; --no-progress and --json print only the report', async () => {
+    const roundLines = (out: string): string[] => out.split('\n').filter((l) => /^round\s+\d/.test(l));
+    const plain = await ferry(['migrate', 'vm-1']);
+    expect(plain.status).toBe(EXIT_OK);
+    expect(roundLines(plain.out)).toHaveLength(fixtureRounds().length);
+    const quiet = await ferry(['migrate', 'vm-1', '--no-progress']);
+    expect(roundLines(quiet.out)).toHaveLength(0);
+    expect(quiet.out).toMatch(/^downtime\s+7 ms$/m);
+    expect(JSON.parse((await ferry(['migrate', 'vm-1', '--json'])).out)).toMatchObject({ vm: 'vm-1', downtimeMs: expect.any(Number) });
+  });
+
   it('a failed migration prints its error and exits 1', async () => {
     await fake.close();
     fake = await FakeCoordinator.start({ token: TOKEN, migrationOutcome: 'failed' });

@@ -268,10 +268,11 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
     .option('--bandwidth <rate>', 'bandwidth limit: 100MiB, 1G/s, 800Mbit/s (default unlimited)')
     .option('--auto-converge', 'throttle the vCPUs when dirtying outpaces the link');
   addRateLimitOptions(migrate)
-    .option('--watch', 'show progress per round')
+    .option('--watch', 'show progress per round (the default without --json)')
+    .option('--no-progress', 'print only the final report')
     .option('--no-wait', 'return once the migration has started')
     .option('--cancel <migration>', 'cancel a running migration instead')
-    .action(async (vmId: string | undefined, o: { to?: string; maxDowntime?: number; maxRounds?: number; bandwidth?: string; autoConverge?: boolean; watch?: boolean; wait: boolean; cancel?: string } & RateLimitFlags, cmd: Command) => {
+    .action(async (vmId: string | undefined, o: { to?: string; maxDowntime?: number; maxRounds?: number; bandwidth?: string; autoConverge?: boolean; watch?: boolean; wait: boolean; progress: boolean; cancel?: string } & RateLimitFlags, cmd: Command) => {
       const client = clientOf(cmd);
       const json = globals(cmd).json === true;
       if (o.cancel !== undefined) {
@@ -297,7 +298,8 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
       }
       const vm = await client.get<Vm>(apiPath(API_ROUTES.vm, vmId));
       const vmPages = r.vmPagesOf(vm.memoryBytes);
-      const showProgress = o.watch === true && !json;
+      // Live progress per round unless --json or --no-progress (--watch only says it explicitly).
+      const showProgress = !json && o.progress !== false;
       const final = await startAndWatchMigration({
         client,
         vm: vmId,
