@@ -4,6 +4,7 @@ import { wwsChartSvg } from '@ferry/lab';
 import {
   API_ROUTES,
   ApiError,
+  FINAL_MIGRATION_STATES,
   apiPath,
   formatRate,
   validateMigrationPolicy,
@@ -46,6 +47,9 @@ export interface CommandContext {
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
+
+/** How long `migrate --cancel` waits for the migration to end before printing it as it is. */
+export const CANCEL_WAIT_MS = 15_000;
 
 /** Names of every command, for help and completion. */
 export const COMMAND_NAMES = [
@@ -189,7 +193,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
     .option('--group <name>', 'placement group')
     .option('--anti-affinity', 'group members on distinct hosts (default with --group)')
     .option('--affinity', 'group members on one host')
-    .option('--workload <kind>', 'workload: idle, uniform, hotset, scan, kv')
+    .option('--workload <kind>', 'workload: idle, uniform, hotset, scan')
     .option('--host <host>', 'pin to a host')
     .action(async (o: { image: string; cpus: number; memory: string; disk: string; name?: string; group?: string; antiAffinity?: boolean; affinity?: boolean; workload?: string; host?: string }, cmd: Command) => {
       if (o.affinity && o.antiAffinity) throw new UsageError('--affinity and --anti-affinity exclude each other');
@@ -277,7 +281,13 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
       const json = globals(cmd).json === true;
       if (o.cancel !== undefined) {
         if (vmId !== undefined) throw new UsageError('migrate --cancel ID takes no VM argument');
-        const m = await client.post<Migration>(apiPath(API_ROUTES.migrationCancel, o.cancel));
+        let m = await client.post<Migration>(apiPath(API_ROUTES.migrationCancel, o.cancel));
+        // The cancel is asynchronous: show where it ended (cancelled, or completed if it was past its commit point).
+        const deadline = Date.now() + CANCEL_WAIT_MS;
+        while (!FINAL_MIGRATION_STATES.includes(m.state) && Date.now() < deadline && !ctx.signal?.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          m = await client.get<Migration>(apiPath(API_ROUTES.migration, m.id));
+        }
         print(cmd, m, () => r.renderMigration(m));
         return;
       }
