@@ -95,6 +95,24 @@ describe('filters', () => {
   });
 });
 
+describe('an operator\'s choice of host', () => {
+  it('placeOn and beginMigration to a named host run the same filters there and say why that host refused', () => {
+    const s = new Scheduler([host('a'), host('b'), host('c', 4, 8, 100, { state: 'maintenance' })]);
+    s.addVm({ vmId: 'fill', hostId: 'b', demand: { cpus: 1, memoryBytes: 7 * GIB, diskBytes: GIB } });
+    expect(s.placeOn({ vmId: 'p', demand: small }, 'a')).toMatchObject({ ok: true, hostId: 'a' });
+    const full = s.placeOn({ vmId: 'q', demand: small }, 'b');
+    expect(full.ok).toBe(false);
+    if (!full.ok) expect(full.error.message).toBe('no valid host for q (rejected by capacity: 1)');
+    const down = s.placeOn({ vmId: 'q', demand: small }, 'c');
+    if (!down.ok) expect(down.error.message).toBe('no valid host for q (rejected by host-state: 1)');
+    expect(down.ok).toBe(false);
+    const moved = s.beginMigration('p', 'b');
+    expect(moved.ok).toBe(false);
+    if (!moved.ok) expect((moved.error as NoValidHostError).rejectedBy).toMatchObject({ capacity: 1, excluded: 0, "host-state": 0 });
+    expect(s.vmCount).toBe(2); // refusals claim nothing
+  });
+});
+
 describe('migration reservations', () => {
   it('a reserved destination holds the claim until complete or abort', () => {
     const s = new Scheduler([host('a'), host('b')]);

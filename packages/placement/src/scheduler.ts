@@ -144,13 +144,14 @@ export class Scheduler {
     const q = this.fill(vm);
     const confinedElsewhere = vm.group?.policy === 'affinity' && vm.group.hostCounts.size > 0 && !vm.group.hostCounts.has(h);
     if (confinedElsewhere || scoreHost(this.m, q, h, this.m.size) === -Infinity) {
-      const rejected = confinedElsewhere ? { affinity: 1 } : explainRejection(this.m, { ...q, exclude: this.onlyMask(h) });
+      const rejected = confinedElsewhere ? { affinity: 1 } : explainRejection(this.m, q, h);
       if (vm.group && vm.group.members.size === 0) this.m.groups.delete(vm.group.name);
       return { ok: false, vmId: request.vmId, error: new NoValidHostError(request.vmId, rejected) };
     }
     this.m.addVm(vm, h);
     return { ok: true, vmId: vm.vmId, hostId };
   }
+
 
   private onlyMask(h: number): Uint8Array {
     const mask = new Uint8Array(this.m.capCpu.length).fill(1);
@@ -183,7 +184,7 @@ export class Scheduler {
     q.migrationLimit = this.migrationLimit;
     if (only !== undefined) q.exclude = this.onlyMask(only);
     const h = selectHost(this.m, q);
-    if (h < 0) return { ok: false, vmId, error: new NoValidHostError(vmId, explainRejection(this.m, q)) };
+    if (h < 0) return { ok: false, vmId, error: new NoValidHostError(vmId, explainRejection(this.m, q, only)) };
     this.m.beginMigration(vmId, h);
     return { ok: true, vmId, hostId: this.m.hostIds[h]! };
   }

@@ -285,15 +285,19 @@ export function selectHost(m: ClusterModel, q: Query): number {
 /** Filter names in the order they run, as counted by `explainRejection`. */
 export const FILTERS = ['host-state', 'excluded', 'capacity', 'incoming-migrations', 'anti-affinity', 'affinity'] as const;
 
-/** Counts, per filter, the hosts that reject `q` (the first failing filter of each host). */
-export function explainRejection(m: ClusterModel, q: Query): Record<string, number> {
+/**
+ * Counts, per filter, the hosts that reject `q` (the first failing filter of each host); with
+ * `onlyHost`, only that slot is examined (an operator's choice of host).
+ */
+export function explainRejection(m: ClusterModel, q: Query, onlyHost?: number): Record<string, number> {
   const confined = affinityHosts(m, q);
   const anti = q.group?.policy === 'anti-affinity' ? q.group : undefined;
   const state = m.state, capC = m.capCpu, capM = m.capMem, capD = m.capDisk;
   const usedC = m.usedCpu, usedM = m.usedMem, usedD = m.usedDisk;
   const dc = q.cpus - 1e-9, dm = q.memoryBytes - 1e-3, dd = q.diskBytes - 1e-3;
   let hostState = 0, excluded = 0, capacity = 0, migrations = 0, antiAffinity = 0, affinity = 0;
-  for (let h = 0; h < m.size; h++) {
+  const first = onlyHost ?? 0, end = onlyHost !== undefined ? onlyHost + 1 : m.size;
+  for (let h = first; h < end; h++) {
     const st = state[h];
     if (st === 0) continue;
     if (st !== STATE_UP || h === q.selfIdx) hostState++;
