@@ -1,5 +1,9 @@
 // Hand-written SVG chart for `pnpm bench placement`: per cluster size, one bar per strategy for
 // hosts used ÷ lower bound (left panel) and fragmentation (right panel).
+// `pnpm bench placement-svg RESULTS.json [--svg PATH]` redraws it from a saved
+// `pnpm -s bench placement --json` (default PATH: bench-out/placement.svg).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /** The fields of a bench result the chart reads. */
 export interface ChartRow {
@@ -69,4 +73,48 @@ export function placementChartSvg(rows: readonly ChartRow[], title: string): str
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
+}
+
+/** Title of the bench's chart. */
+export const PLACEMENT_CHART_TITLE = 'Ferry placement strategies: static trace packing (left), churn-trace fragmentation (right)';
+
+/** A bench result row as the chart needs it (static-trace fields are optional). */
+export interface BenchResultRow extends ChartRow {
+  readonly staticHostsUsed?: number;
+  readonly staticLowerBound?: number;
+}
+
+/**
+ * Chart rows of bench results. Left panel: hosts used ÷ lower bound on the static trace (online,
+ * arrival order; best-fit-decreasing sorted); right panel: fragmentation at the end of the churn
+ * trace (best-fit-decreasing: of its static packing).
+ */
+export function chartRowsOf(results: readonly BenchResultRow[]): ChartRow[] {
+  return results.map((x) => ({
+    strategy: x.strategy, hosts: x.hosts, fragmentation: x.fragmentation,
+    hostsUsed: x.staticHostsUsed ?? x.hostsUsed, lowerBound: x.staticLowerBound ?? x.lowerBound,
+  }));
+}
+
+/** Entry point: redraws the chart from a saved `--json` output (see the header comment). */
+export async function main(args: string[]): Promise<void> {
+  const input = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--svg');
+  const i = args.indexOf('--svg');
+  const out = i >= 0 ? args[i + 1] : 'bench-out/placement.svg';
+  if (input === undefined || out === undefined) {
+    process.stderr.write('usage: pnpm bench placement-svg RESULTS.json [--svg PATH]   (RESULTS.json: pnpm -s bench placement --json > RESULTS.json)\n');
+    process.exit(2);
+  }
+  let results: BenchResultRow[];
+  try {
+    const parsed = JSON.parse(readFileSync(input, 'utf8')) as { bench?: string; results?: BenchResultRow[] };
+    if (parsed.bench !== 'placement' || !Array.isArray(parsed.results)) throw new Error('not the output of pnpm bench placement --json');
+    results = parsed.results;
+  } catch (err) {
+    process.stderr.write(`bench placement-svg: cannot use ${input}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, placementChartSvg(chartRowsOf(results), PLACEMENT_CHART_TITLE));
+  process.stdout.write(`chart: ${out} (${results.length} results)\n`);
 }

@@ -9,7 +9,7 @@ import {
   STRATEGIES, Scheduler, generateTrace, readTraceFile, replayTrace, sortDecreasing, uniformHosts, writeTraceFile,
 } from '@ferry/placement';
 import type { ReplayReport, Resources, StrategyName, Trace } from '@ferry/placement';
-import { placementChartSvg } from './placement-svg.ts';
+import { PLACEMENT_CHART_TITLE, chartRowsOf, placementChartSvg } from './placement-svg.ts';
 
 const GIB = 1024 ** 3;
 /** Every simulated host: 16 cores (64 vCPUs at 4.0), 64 GiB, 1 TiB. */
@@ -176,12 +176,7 @@ export async function main(args: string[]): Promise<void> {
     bfdWithin11Over9: bfd.every((x) => x.hostsUsed <= (11 / 9) * x.lowerBound),
   };
   mkdirSync(dirname(svgPath), { recursive: true });
-  // Left panel: hosts used ÷ lower bound on the static trace (online, arrival order; BFD sorted);
-  // right panel: fragmentation at the end of the churn trace (BFD: of its static packing).
-  writeFileSync(svgPath, placementChartSvg(rows.map((x) => ({
-    strategy: x.strategy, hosts: x.hosts, fragmentation: x.fragmentation,
-    hostsUsed: x.staticHostsUsed ?? x.hostsUsed, lowerBound: x.staticLowerBound ?? x.lowerBound,
-  })), 'Ferry placement strategies: static trace packing (left), churn-trace fragmentation (right)'));
+  writeFileSync(svgPath, placementChartSvg(chartRowsOf(rows), PLACEMENT_CHART_TITLE));
   const results = rows.map((x) => ({ ...x }));
   if (json) {
     process.stdout.write(JSON.stringify({
