@@ -186,8 +186,14 @@ export async function cloneVm(deps: CloudDeps, vmId: string, body: unknown): Pro
   const clone = await withVmLock(deps, vmId, 'clone', async () => {
     const vm = deps.vms.expectState(vmId, ['running', 'paused'], 'clone');
     const owner = ownerOf(deps, vm, 'clone');
+    if (host !== undefined && host !== owner && !deps.migrations) throw new CoordinatorError('FERRY_ERR_INVALID_STATE', `cannot clone ${vmId} onto ${host}: live migration is not available`);
     const newId = deps.vms.newVmId();
     const base = { id: newId, cpus: vm.cpus, memoryBytes: vm.memoryBytes, diskBytes: vm.diskBytes, image: vm.image, ...(vm.group ? { group: vm.group } : {}) };
+    if (host !== undefined && host !== owner) {
+      // Refuse a destination that cannot take the clone before anything is made (a dry run of its placement).
+      deps.placement.place(base, host);
+      deps.placement.release(newId);
+    }
     deps.placement.place(base, owner);
     let added = false;
     try {
@@ -215,8 +221,15 @@ export async function cloneVm(deps: CloudDeps, vmId: string, body: unknown): Pro
     }
   });
   if (host === undefined || host === clone.host || !deps.migrations) return clone;
-  const started = await deps.migrations.start({ vm: clone.id, to: host });
-  await deps.migrations.whenFinished(started.id);
+  // The clone moves by live migration; if it cannot get there, it is deleted and the request fails (nothing left behind).
+  try {
+    const started = await deps.migrations.start({ vm: clone.id, to: host });
+    const final = await deps.migrations.whenFinished(started.id);
+    if (final.state !== 'completed') throw new CoordinatorError(final.error?.code ?? 'FERRY_ERR_MIGRATION_FAILED', `clone ${clone.id} of ${vmId} could not move to ${host}: ${final.error?.message ?? final.state}; it was deleted`);
+  } catch (err) {
+    await deleteVm(deps, clone.id).catch((e: unknown) => deps.logger.warn({ event: 'vm-clone-cleanup-failed', vmId: clone.id, err: (e as Error).message }, 'could not delete a clone that did not reach its host'));
+    throw err;
+  }
   return deps.vms.get(clone.id);
 }
 
