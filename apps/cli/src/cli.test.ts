@@ -222,6 +222,13 @@ describe('ferry events and connection', () => {
     expect(lines.map((e) => e.type)).toEqual(['host-up', 'host-down', 'vm-lost']);
   });
 
+  it('events --limit N without --since prints the latest N events', async () => {
+    for (const host of ['host-1', 'host-2', 'host-3', 'host-4']) fake.emit('host-up', { host });
+    const { status, out } = await ferry(['events', '--limit', '2', '--json']);
+    expect(status).toBe(EXIT_OK);
+    expect((JSON.parse(out) as { seq: number }[]).map((e) => e.seq)).toEqual([3, 4]);
+  });
+
   it('finds url and token in .ferry/cluster.json from a subdirectory', async () => {
     const root = await mkdtemp(join(tmpdir(), 'ferry-cli-'));
     try {

@@ -378,12 +378,14 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
     .command('events')
     .description('print the event stream')
     .option('--since <seq>', 'events after this seq', integer('--since', 0, Number.MAX_SAFE_INTEGER))
-    .option('--limit <n>', 'at most this many past events', integer('--limit', 1, 100_000))
+    .option('--limit <n>', 'at most this many past events: the latest ones, or the first ones after --since', integer('--limit', 1, 100_000))
     .option('--follow', 'keep printing new events (Ctrl-C stops)')
     .action(async (o: { since?: number; limit?: number; follow?: boolean }, cmd: Command) => {
       const client = clientOf(cmd);
       const json = globals(cmd).json === true;
-      const past = await client.get<ApiEvent[]>(API_ROUTES.events, { since: o.since ?? 0, limit: o.limit });
+      // Without --since, --limit keeps the latest events (like tail); with it, the first ones after that seq (paging).
+      const kept = await client.get<ApiEvent[]>(API_ROUTES.events, { since: o.since ?? 0, limit: o.since !== undefined ? o.limit : undefined });
+      const past = o.since === undefined && o.limit !== undefined ? kept.slice(-o.limit) : kept;
       if (!o.follow) {
         print(cmd, past, () => (past.length === 0 ? '(no events)\n' : past.map(r.renderEvent).join('')));
         return;
@@ -391,10 +393,8 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
       // --follow prints one line (or one JSON object) per event, backlog first.
       const show = (e: ApiEvent): void => ctx.out(json ? JSON.stringify(e) + '\n' : r.renderEvent(e));
       let last = o.since ?? 0;
-      for (const e of past) {
-        show(e);
-        last = Math.max(last, e.seq);
-      }
+      for (const e of kept) last = Math.max(last, e.seq); // events left out by --limit are not replayed either
+      for (const e of past) show(e);
       const sub = await client.subscribe({
         since: last,
         onEvent: (e) => {
