@@ -73,7 +73,7 @@ describe('console session', () => {
     c.input.write('migrate vm-1 --to host-2 --watch\n');
     await c.waitFor(/round  3[\s\S]*downtime\s+7 ms[\s\S]*ferry> $/);
     c.input.write('help\n');
-    await c.waitFor(/Commands:[\s\S]*migrate[\s\S]*ferry> $/);
+    await c.waitFor(/Commands:[\s\S]*migrate[\s\S]*Tab completes[\s\S]*exit, quit[\s\S]*ferry> $/);
     c.input.write('exit\n');
     await c.handle.closed;
     expect(c.handle.history().slice(0, 2)).toEqual(['exit', 'help']);

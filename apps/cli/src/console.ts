@@ -12,6 +12,11 @@ import { COMMAND_NAMES, HOST_ARG_COMMANDS, HOST_OPTIONS, VM_ARG_COMMANDS, runCom
 /** The console's history file in a local cluster's state dir. */
 export const CONSOLE_HISTORY_FILE = 'console-history';
 
+/** What `help` adds in the console to the command list. */
+export const CONSOLE_HELP =
+  '\nIn the console: `help COMMAND` for its options; Tab completes commands, VM ids and host ids; Up/Down walk the history;\n' +
+  'Ctrl-C stops a running --watch/--follow; exit, quit, Ctrl-C at the prompt or Ctrl-D leave (under `pnpm cluster`: stop the cluster).\n';
+
 /** Options of startConsole. `terminal` defaults to the output being a TTY. */
 export interface ConsoleOptions {
   readonly url: string;
@@ -168,6 +173,7 @@ export function startConsole(options: ConsoleOptions): ConsoleHandle {
         connection: { url: options.url, token: options.token },
         signal: running.signal,
       });
+      if (words[0] === 'help' && words.length === 1) out(CONSOLE_HELP);
       if (words[0] !== 'show' && words[0] !== 'hosts' && words[0] !== 'vms') cache = undefined; // ids may have changed
     } finally {
       running = undefined;
