@@ -2,7 +2,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, runCommand, type CommandContext } from './commands.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, runCommand, unreachableHint, type CommandContext } from './commands.ts';
+import { ApiClient } from './client.ts';
+import { resolveConnection } from './connection.ts';
 import { FakeCoordinator, fixtureRounds } from './test-utils/fake-coordinator.ts';
 
 const TOKEN = 'test-token';
@@ -152,6 +154,19 @@ describe('ferry CLI errors', () => {
     expect(JSON.parse(refused.out).error.code).toBe('FERRY_ERR_UNAUTHORIZED');
     const down = await ferry(['hosts', '--json', '--url', 'http://127.0.0.1:1', '--token', TOKEN]);
     expect(JSON.parse(down.out).error.code).toBe('FERRY_ERR_CONNECTION');
+  });
+
+  it('with no cluster to be found, an unreachable coordinator says how to start or name one', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'ferry-none-'));
+    try {
+      const conn = resolveConnection({ env: {}, cwd: empty });
+      expect(conn.source).toBe('default');
+      const client = new ApiClient({ url: 'http://127.0.0.1:1', token: undefined, ...unreachableHint(conn) });
+      await expect(client.get('/api/v1/hosts')).rejects.toMatchObject({ code: 'FERRY_ERR_CONNECTION', message: expect.stringContaining('pnpm cluster --detach') });
+      expect(unreachableHint({ url: 'http://x', source: 'flags' })).toEqual({});
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
   });
 });
 

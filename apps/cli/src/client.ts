@@ -7,6 +7,8 @@ export interface ApiClientOptions {
   readonly url: string;
   readonly token: string | undefined;
   readonly timeoutMs?: number;
+  /** Appended to the message when the coordinator cannot be reached (how to start or find one). */
+  readonly unreachableHint?: string;
 }
 
 /** A live event subscription on the coordinator's `/api` WebSocket. */
@@ -36,11 +38,13 @@ export class ApiClient {
   /** The bearer token sent with every request (the cluster token; the agents' probe path takes it too). */
   readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly unreachableHint: string | undefined;
 
   constructor(options: ApiClientOptions) {
     this.url = options.url.replace(/\/+$/, '');
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.unreachableHint = options.unreachableHint;
   }
 
   /** GET `path` (with an optional query) and parse the JSON reply. */
@@ -74,7 +78,8 @@ export class ApiClient {
       res = await fetch(this.url + path, { method, headers, body: body === undefined ? null : JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new ConnectionError(this.url, cause?.code ?? cause?.message ?? (err as Error).message, { cause: err });
+      const detail = cause?.code ?? cause?.message ?? (err as Error).message;
+      throw new ConnectionError(this.url, this.unreachableHint ? `${detail}; ${this.unreachableHint}` : detail, { cause: err });
     }
     const text = await res.text();
     let parsed: unknown;

@@ -139,7 +139,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
               cwd: ctx.cwd ?? process.cwd(),
             }),
           );
-    return new ApiClient({ url: conn.url, token: conn.token });
+    return new ApiClient({ url: conn.url, token: conn.token, ...unreachableHint(conn) });
   };
   const print = (cmd: Command, value: unknown, text: () => string): void => {
     ctx.out(globals(cmd).json ? JSON.stringify(value, null, 2) + '\n' : text());
@@ -428,6 +428,13 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
 
   registerBenchCommand(program, { clientOf, print, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   return program;
+}
+
+/** What to tell a user whose coordinator does not answer, by where its address came from (Connection.source). */
+export function unreachableHint(conn: { url: string; source?: string }): { unreachableHint?: string } {
+  if (conn.source === 'default') return { unreachableHint: 'no local cluster found (.ferry/cluster.json): start one with `pnpm cluster --detach`, or name one with --state-dir DIR, --url and --token, or FERRY_URL and FERRY_TOKEN' };
+  if (conn.source?.endsWith('.json')) return { unreachableHint: `${conn.source} names a cluster that is not running any more: \`pnpm cluster --detach\` starts it again` };
+  return {};
 }
 
 /** The samples as a table with a bar per interval, the working set, and the prediction if asked. */
