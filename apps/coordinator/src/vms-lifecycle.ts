@@ -179,7 +179,7 @@ async function takeSnapshot(deps: CloudDeps, vm: VmRecord, name: string | undefi
 /**
  * `clone` (running|paused): a live snapshot, then a new instance from it on the same host (the
  * snapshot lives there), with its own id, name, IP and credential; with `{ host }` elsewhere, the
- * clone is then live-migrated there.
+ * clone is then live-migrated there. The clone is in no placement group.
  */
 export async function cloneVm(deps: CloudDeps, vmId: string, body: unknown): Promise<VmRecord> {
   const { name, host } = validateCloneRequest(body);
@@ -188,7 +188,9 @@ export async function cloneVm(deps: CloudDeps, vmId: string, body: unknown): Pro
     const owner = ownerOf(deps, vm, 'clone');
     if (host !== undefined && host !== owner && !deps.migrations) throw new CoordinatorError('FERRY_ERR_INVALID_STATE', `cannot clone ${vmId} onto ${host}: live migration is not available`);
     const newId = deps.vms.newVmId();
-    const base = { id: newId, cpus: vm.cpus, memoryBytes: vm.memoryBytes, diskBytes: vm.diskBytes, image: vm.image, ...(vm.group ? { group: vm.group } : {}) };
+    // A clone is a new instance outside the original's placement group (a group is a run request's choice;
+    // in an anti-affinity group the clone, made on the original's host, could never be placed).
+    const base = { id: newId, cpus: vm.cpus, memoryBytes: vm.memoryBytes, diskBytes: vm.diskBytes, image: vm.image };
     if (host !== undefined && host !== owner) {
       // Refuse a destination that cannot take the clone before anything is made (a dry run of its placement).
       deps.placement.place(base, host);

@@ -18,7 +18,7 @@ async function call(coord: CoordinatorProcess, method: string, path: string, bod
 }
 
 describe('clone onto another host', () => {
-  it('a destination without room, in maintenance or unknown is refused with nothing left behind; a good one gets the clone', async () => {
+  it('a destination without room, in maintenance or unknown is refused with nothing left behind; a good one gets the clone; a group member clones outside its group', async () => {
     const coord = await group.startCoordinator({ failureTimeoutMs: 10_000 });
     await group.startAgent(coord, { id: 'host-1', cpus: 2, memory: '128MiB', args: ['--data-dir', group.tempDir('ferry-agent-')] });
     await group.startAgent(coord, { id: 'host-2', cpus: 2, memory: '16MiB', args: ['--data-dir', group.tempDir('ferry-agent-')] });
@@ -45,5 +45,13 @@ describe('clone onto another host', () => {
     const good = await call(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-3', name: 'twin' });
     expect(good.status, JSON.stringify(good.body)).toBe(201);
     expect(good.body).toMatchObject({ name: 'twin', host: 'host-3', state: 'running' });
+
+    // A member of an anti-affinity group clones too: the clone is a new instance outside the group.
+    const member = await call(coord, 'POST', '/api/v1/vms', { image: 'minimal', cpus: 1, memory: '8MiB', disk: '1GiB', host: 'host-1', group: { name: 'ha', policy: 'anti-affinity' } });
+    expect(member.status, JSON.stringify(member.body)).toBe(201);
+    const copy = await call(coord, 'POST', `/api/v1/vms/${(member.body as Vm).id}/clone`, {});
+    expect(copy.status, JSON.stringify(copy.body)).toBe(201);
+    expect(copy.body).toMatchObject({ host: 'host-1', state: 'running' });
+    expect((copy.body as Vm).group).toBeUndefined();
   }, 20_000);
 });
