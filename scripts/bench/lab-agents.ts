@@ -167,6 +167,7 @@ function runFromApi(m: Migration, r: FullReport, measured: { client: number | un
     clientDowntimeMs: measured.client,
     totalMs: r.totalMs,
     setupMs: r.setupMs,
+    ...(r.switchoverMs !== undefined ? { switchoverMs: r.switchoverMs } : {}),
     rounds: r.rounds,
     stopReason: r.stopReason ?? 'unknown',
     bytesOnWire: r.bytesOnWire,

@@ -273,7 +273,7 @@ export class InProcessDriver implements LabDriver {
 
 /** A LabRun from a sender report plus the lab's own measurements. */
 export function toRun(
-  r: { downtimeMs: number | undefined; totalMs: number; setupMs: number; rounds: number; stopReason: string; bytesOnWire: number; vmBytes: number; zeroPagesSkipped: number; finalThrottlePercent: number; digestVerified: boolean; roundStats: readonly SenderRoundStats[] },
+  r: { downtimeMs: number | undefined; totalMs: number; setupMs: number; switchoverMs: number; rounds: number; stopReason: string; bytesOnWire: number; vmBytes: number; zeroPagesSkipped: number; finalThrottlePercent: number; digestVerified: boolean; roundStats: readonly SenderRoundStats[] },
   m: { nonZero: number; guest: number; client: number | undefined; phases: readonly LabPhase[]; pauseMs?: number; resumeMs?: number; probeLatencyMs?: number },
 ): LabRun {
   const pre = r.roundStats.filter((s) => !s.final);
@@ -284,6 +284,7 @@ export function toRun(
     clientDowntimeMs: m.client,
     totalMs: r.totalMs,
     setupMs: r.setupMs,
+    switchoverMs: r.switchoverMs,
     rounds: r.rounds,
     stopReason: r.stopReason,
     bytesOnWire: r.bytesOnWire,

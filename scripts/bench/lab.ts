@@ -108,7 +108,8 @@ function wwsFor(s: WwsSampling, cell: LabCell, spec: LabCellSpec): LabWws {
     firstRoundBytes: cell.nonZeroBytes,
     maxDowntimeMs: spec.policy.sender.maxDowntimeMs ?? 300,
     maxRounds: spec.policy.sender.maxRounds ?? 30,
-    switchoverMs: 2 * cell.setupMs.median, // the sender's own estimate: two round trips, one measured at setup
+    // The sender's own estimate: what its reports say it used, else its guess of two round trips.
+    switchoverMs: cell.switchoverMs.n > 0 ? cell.switchoverMs.median : 2 * cell.setupMs.median,
   });
   const perSample = s.samples.map((x) => x.dirtyPages);
   return {

@@ -24,6 +24,7 @@ export function buildCell(meta: CellMeta, runs: readonly LabRun[], wws?: LabWws)
     downtimeMs: { hypervisor: summarize(hyp), guest: summarize(pick((r) => r.guestDowntimeMs)), client },
     totalMs: summarize(pick((r) => r.totalMs)),
     setupMs: summarize(pick((r) => r.setupMs)),
+    switchoverMs: summarize(runs.flatMap((r) => (r.switchoverMs !== undefined ? [r.switchoverMs] : []))),
     rounds: summarize(pick((r) => r.rounds)),
     wireRatio: summarize(pick((r) => r.bytesOnWire / r.vmBytes)),
     bytesOnWire: Math.round(summarize(pick((r) => r.bytesOnWire)).median),

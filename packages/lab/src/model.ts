@@ -37,6 +37,8 @@ export interface LabRun {
   readonly clientDowntimeMs: number | undefined;
   readonly totalMs: number;
   readonly setupMs: number;
+  /** The switch-over cost the sender's downtime estimate used (measured on earlier migrations, or guessed); undefined when not reported. */
+  readonly switchoverMs?: number;
   readonly rounds: number;
   readonly stopReason: string;
   readonly bytesOnWire: number;
@@ -87,6 +89,8 @@ export interface LabCell {
   readonly downtimeMs: { readonly hypervisor: Summary; readonly guest: Summary; readonly client: Summary | undefined };
   readonly totalMs: Summary;
   readonly setupMs: Summary;
+  /** Of the runs that reported it (n 0 when none did). */
+  readonly switchoverMs: Summary;
   readonly rounds: Summary;
   /** bytesOnWire ÷ vmBytes. */
   readonly wireRatio: Summary;
