@@ -167,7 +167,11 @@ async function detach(): Promise<void> {
       }
     });
     child.once('exit', (code) => rej(new Error(`the cluster exited (${code}) before it was ready; see ${join(logDir, 'cluster.log')}`)));
-  }).catch((err: unknown) => fail((err as Error).message, 1));
+  }).catch((err: unknown) => {
+    const log = join(logDir, 'cluster.log');
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').trimEnd().split('\n').slice(-6).map((l) => `  ${l}`).join('\n') : '';
+    fail(`${(err as Error).message}${tail ? `\n${tail}` : ''}`, 1);
+  });
   child.stdout!.destroy();
   child.unref();
   // `pnpm ferry` finds <repo>/.ferry by itself; another state dir must be named.
@@ -251,6 +255,11 @@ async function runCluster(supervised: boolean): Promise<void> {
     process.exit(0);
   } catch (err) {
     process.stderr.write(`cluster: ${(err as Error).message}\n`);
+    // A process that died before it was ready said why on its last lines: show them here, not only in its log.
+    const failedLog = /\(see (.+\.log)\)/.exec((err as Error).message)?.[1];
+    if (failedLog !== undefined && existsSync(failedLog)) {
+      for (const line of readFileSync(failedLog, 'utf8').trimEnd().split('\n').slice(-3)) process.stderr.write(`  ${line.slice(0, 500)}\n`);
+    }
     const coordinatorLog = join(logDir, 'coordinator.log');
     if (existsSync(coordinatorLog) && readFileSync(coordinatorLog, 'utf8').includes('EADDRINUSE')) {
       process.stderr.write(`cluster: port ${port} is in use (another cluster?); pick another with --port N, or --port 0 for any free port\n`);
