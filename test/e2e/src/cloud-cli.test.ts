@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Host, MigrationReport, Vm } from '@ferry/protocol';
+import type { Host, Migration, MigrationReport, Vm } from '@ferry/protocol';
 import { runCommand } from '../../../apps/cli/src/index.ts';
 import { pidsIn, portClosed, runFerry, spawnCluster, waitGone } from './cloud-helpers.ts';
 
@@ -33,7 +33,7 @@ async function ferryJson(args: string[], cwd: string): Promise<{ code: number; v
 }
 
 describe('the ferry CLI on a detached local cluster', () => {
-  it('needs no flags, prints the instance and the migration report as JSON, refuses bad requests without changing anything; cluster down stops it', async () => {
+  it('needs no flags, prints the instance and the migration report as JSON, drains a host, refuses bad requests without changing anything; cluster down stops it', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'ferry-cli-'));
     dirs.push(cwd);
     const stateDir = join(cwd, '.ferry');
@@ -78,6 +78,17 @@ describe('the ferry CLI on a detached local cluster', () => {
     const after = await ferryJson(['hosts'], cwd);
     const used = (after.value as Host[]).map((h) => [h.id, h.vms, h.used.memoryBytes]);
     expect(used).toEqual([['host-1', report.to === 'host-1' ? 1 : 0, report.to === 'host-1' ? 16 * 2 ** 20 : 0], ['host-2', report.to === 'host-2' ? 1 : 0, report.to === 'host-2' ? 16 * 2 ** 20 : 0]]);
+
+    // Drain the VM's host through the CLI: the VM moves back live, the host ends in maintenance; undrain brings it back.
+    const drained = await ferryJson(['drain', report.to, '--wait'], cwd);
+    expect(drained.code, JSON.stringify(drained.value)).toBe(0);
+    expect(drained.value).toMatchObject({ id: report.to, state: 'maintenance', vms: 0 });
+    expect(((await ferryJson(['vms'], cwd)).value as Vm[]).map((v) => [v.id, v.state, v.host])).toEqual([['vm-1', 'running', report.from]]);
+    const drainMigration = ((await ferryJson(['migrations'], cwd)).value as Migration[]).find((m) => m.from === report.to);
+    expect(drainMigration).toMatchObject({ vm: 'vm-1', state: 'completed' });
+    expect(drainMigration?.report?.downtimeMs).toBeGreaterThanOrEqual(0);
+    expect((await ferryJson(['drain', report.to], cwd)).value).toMatchObject({ error: { code: 'FERRY_ERR_INVALID_STATE' } });
+    expect((await ferryJson(['undrain', report.to], cwd)).value).toMatchObject({ id: report.to, state: 'up' });
 
     const port = Number(new URL((JSON.parse(readFileSync(join(stateDir, 'cluster.json'), 'utf8')) as { url: string }).url).port);
     const pids = [Number(readFileSync(join(stateDir, 'cluster.pid'), 'utf8')), ...pidsIn(readFileSync(join(stateDir, 'logs', 'cluster.log'), 'utf8'))];
