@@ -3,11 +3,13 @@
  * a VM (the migration commit point writes it); agents are the truth about what runs.
  *
  * - A host registers (first time, after a reconnect, or after a coordinator restart):
- *   a journaled VM of that host it does not report becomes `lost`; one it reports takes the
+ *   a journaled VM of that host it does not report becomes `lost` (a stopped one stays stopped:
+ *   nothing of it lives on the host); one it reports takes the
  *   reported state (a `lost` VM comes back); a VM it reports that the journal lacks is adopted
  *   (recorded with what the report tells, flagged `adopted`, a fresh IP; its login is unknown).
  *   A VM it reports that the journal places on another host is left alone and logged.
- * - A host goes down: its VMs become `lost` (their previous state is kept for their return).
+ * - A host goes down: its VMs become `lost` (their previous state is kept for their return);
+ *   stopped ones stay stopped (`start --host` boots one elsewhere).
  * - Heartbeats and `vm-state-changed`: a VM's state changed on its own (a step limit, a fault).
  *
  * VMs being provisioned, migrating, or with an action in progress are never touched here: their
@@ -45,6 +47,13 @@ export function reconcileHost(deps: CloudDeps, hostId: string, reported: readonl
       continue;
     }
     if (!report) {
+      // A stopped VM holds nothing on its host (its memory is gone; start boots it from its image),
+      // so an agent that restarted without it has lost nothing: it stays (or is again) stopped.
+      if (vm.state === 'stopped') continue;
+      if (vm.state === 'lost' && vm.stateBeforeLost === 'stopped') {
+        applyState(deps, vm, 'stopped', `host ${hostId} is back; the VM was stopped`);
+        continue;
+      }
       if (vm.state === 'lost') continue;
       markLost(deps, vm, `host ${hostId} registered without it`);
       continue;
@@ -76,7 +85,7 @@ export function reconcileReports(deps: CloudDeps, hostId: string, reported: read
 /** A host went down: its VMs are `lost` until it returns with them. */
 export function hostWentDown(deps: CloudDeps, hostId: string, reason: string): void {
   for (const vm of deps.vms.list()) {
-    if (vm.host !== hostId || vm.state === 'lost' || vm.state === 'migrating') continue;
+    if (vm.host !== hostId || vm.state === 'lost' || vm.state === 'migrating' || vm.state === 'stopped') continue; // a stopped VM has nothing to lose
     markLost(deps, vm, `host ${hostId} down: ${reason}`);
   }
 }
@@ -84,6 +93,10 @@ export function hostWentDown(deps: CloudDeps, hostId: string, reason: string): v
 function applyReport(deps: CloudDeps, vm: VmRecord, report: VmReport, reason: string): void {
   const state = apiStateOf(report.state);
   if (state === undefined || state === vm.state || state === 'migrating' || state === 'deleted') return;
+  applyState(deps, vm, state, reason);
+}
+
+function applyState(deps: CloudDeps, vm: VmRecord, state: VmRecord['state'], reason: string): void {
   const from = vm.state;
   const next = deps.vms.update(vm.id, { state });
   deps.events.emit('vm-state-changed', { vm: vm.id, ...(vm.host !== null ? { host: vm.host } : {}) }, { ...toApiVm(next, false), from, reason });

@@ -39,4 +39,24 @@ describe('start after stop on the same host', () => {
     expect((await call(coord, 'GET', `/api/v1/vms/${vm.id}`)).body).toMatchObject({ state: 'running', host: 'host-1' });
     expect((await call(coord, 'DELETE', `/api/v1/vms/${vm.id}`)).status).toBe(200);
   }, 20_000);
+
+  it('a stopped VM stays stopped (not lost) when its agent restarts without it, and starts again there', async () => {
+    const coord = await group.startCoordinator({ failureTimeoutMs: 10_000 });
+    const dataDir = group.tempDir('ferry-agent-');
+    const agentOptions = { id: 'host-1', cpus: 2, memory: '128MiB', args: ['--data-dir', dataDir] };
+    const agent = await group.startAgent(coord, agentOptions);
+    const hostUp = async (): Promise<boolean> => (await coord.getJson<Host[]>('/api/v1/hosts')).some((h) => h.id === 'host-1' && h.state === 'up');
+    await waitFor(hostUp, 15_000, 'host-1 up');
+    const vm = (await call(coord, 'POST', '/api/v1/vms', { image: 'minimal', cpus: 1, memory: '8MiB', disk: '1GiB' })).body as Vm;
+    expect((await call(coord, 'POST', `/api/v1/vms/${vm.id}/stop`, {})).body).toMatchObject({ state: 'stopped' });
+
+    await agent.stop();
+    await waitFor(async () => !(await hostUp()), 10_000, 'host-1 down');
+    expect((await call(coord, 'GET', `/api/v1/vms/${vm.id}`)).body).toMatchObject({ state: 'stopped' });
+    await group.startAgent(coord, agentOptions);
+    await waitFor(hostUp, 15_000, 'host-1 up again');
+    expect((await call(coord, 'GET', `/api/v1/vms/${vm.id}`)).body).toMatchObject({ state: 'stopped', host: 'host-1' });
+    const started = await call(coord, 'POST', `/api/v1/vms/${vm.id}/start`, {});
+    expect(started.body).toMatchObject({ state: 'running', host: 'host-1', ip: vm.ip, credentials: vm.credentials });
+  }, 20_000);
 });
