@@ -26,6 +26,7 @@ import { CONSOLE_HISTORY_FILE, startConsole } from '../apps/cli/src/index.ts';
 import { AGENT_MAIN, COORDINATOR_MAIN, REPO_ROOT, processAlive, startChild, type ClusterChild } from './cluster-processes.ts';
 import { bootDemoVms, waitForHosts } from './cluster-demo.ts';
 import { tsxExecArgv } from '@ferry/transport';
+import { STRATEGIES } from '@ferry/placement';
 
 /** File holding the supervisor's pid while a cluster runs. */
 export const CLUSTER_PID_FILE = 'cluster.pid';
@@ -63,8 +64,23 @@ try {
 }
 const { values, positionals } = parsed;
 if (values.help) {
-  say('usage: pnpm cluster [--agents 3] [--cpus 4] [--memory 2GiB] [--disk 20GiB] [--port 7070] [--state-dir .ferry] [--placement best-fit] [--no-demo] [--detach]');
-  say('       pnpm cluster down [--state-dir .ferry]');
+  say('usage: pnpm cluster [options]        a coordinator and N agents on loopback, demo VMs, then the console');
+  say('       pnpm cluster down [--state-dir .ferry]   stop a cluster started with --detach');
+  say('');
+  say('  --agents N             host agents (default 3)');
+  say('  --cpus N               vCPUs of each agent (default 4)');
+  say('  --memory SIZE          memory of each agent (default 2GiB)');
+  say('  --disk SIZE            disk of each agent (default 20GiB)');
+  say('  --port N               coordinator port (default 7070; 0: any free port)');
+  say('  --host ADDR            coordinator listen address (default 127.0.0.1; 0.0.0.0 lets remote agents join)');
+  say('  --state-dir DIR        token, VMs, migrations, images, logs (default .ferry); `pnpm ferry --state-dir DIR` finds it');
+  say(`  --placement NAME       scheduler strategy (${STRATEGIES.join(', ')}; default best-fit)`);
+  say('  --no-demo              boot no demo VMs');
+  say('  --detach               run in the background; `pnpm ferry ...` talks to it, `pnpm cluster down` stops it');
+  say('  --log-level LEVEL      trace, debug, info, warn, error (default info)');
+  say('  --failure-timeout-ms N how long a silent agent stays up (default 3000)');
+  say('');
+  say('Remote agents join with: tsx apps/agent/src/main.ts --coordinator ws://HOST:PORT --token-file DIR/token (or --token T)');
   process.exit(0);
 }
 const stateDir = resolve(values['state-dir'] ?? '.ferry');
@@ -84,6 +100,7 @@ const memoryBytes = sizeOption('memory', values.memory, '2GiB');
 const diskBytes = sizeOption('disk', values.disk, '20GiB');
 const port = intOption('port', values.port, 7070, 0, 65535);
 const logLevel = values['log-level'] ?? 'info';
+if (values.placement !== undefined && !(STRATEGIES as readonly string[]).includes(values.placement)) fail(`--placement must be one of ${STRATEGIES.join(', ')}, got "${values.placement}"`);
 const failureTimeoutMs = values['failure-timeout-ms'] === undefined ? undefined : intOption('failure-timeout-ms', values['failure-timeout-ms'], 3000, 100, 600_000);
 
 const running = runningSupervisor();
