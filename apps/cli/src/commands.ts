@@ -95,7 +95,8 @@ export async function runCommand(argv: readonly string[], ctx: CommandContext): 
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return EXIT_OK; // help or version shown
-      const message = (usageText || err.message).replace(/^error: /, '').trim();
+      // No command at all (only options): commander prints the whole help as the "error".
+      const message = /^Usage:/.test(usageText) ? 'no command given: `ferry --help` lists the commands' : (usageText || err.message).replace(/^error: /, '').trim();
       printError(ctx, json, new UsageError(message));
       return EXIT_USAGE;
     }

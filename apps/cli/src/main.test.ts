@@ -49,4 +49,13 @@ describe('ferry as a process', () => {
     expect(session.stdout).toMatch(/ID\s+STATE[\s\S]*host-1/);
     expect(session.stdout).toMatch(/^password\s+pw-1$/m);
   });
+
+  it('with only connection flags runs the console too; options without a command are a short usage error', async () => {
+    const session = await ferryProcess(['--url', fake.url, '--token', TOKEN], 'hosts\nexit\n');
+    expect(session.code).toBe(0);
+    expect(session.stdout).toMatch(/ferry> ID\s+STATE[\s\S]*host-1/);
+    const none = await ferryProcess(['--json']);
+    expect(none.code).toBe(2);
+    expect(JSON.parse(none.stdout)).toEqual({ error: { code: 'FERRY_ERR_USAGE', message: 'no command given: `ferry --help` lists the commands' } });
+  });
 });

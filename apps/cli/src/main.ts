@@ -3,18 +3,21 @@ import { runCommand } from './commands.ts';
 import { CONSOLE_HISTORY_FILE, startConsole } from './console.ts';
 import { resolveConnection } from './connection.ts';
 
-// `ferry ARGS`: one command and exit. `ferry` alone, or `ferry console`, opens the console.
-// Ctrl-C stops `--watch` and `--follow` (the migration itself goes on).
+// `ferry ARGS`: one command and exit. `ferry` alone, or `ferry console`, opens the console (with
+// only connection flags too: `ferry --state-dir DIR`). Ctrl-C stops `--watch` and `--follow` (the
+// migration itself goes on).
 
+const CONNECTION_FLAGS = { '--url': 'url', '--token': 'token', '--state-dir': 'stateDir' } as const;
 const argv = process.argv.slice(2);
-if (argv.length === 0 || argv[0] === 'console') {
+const rest = argv.filter((a, i) => !(a in CONNECTION_FLAGS) && !(i > 0 && argv[i - 1]! in CONNECTION_FLAGS));
+if (rest.length === 0 || rest[0] === 'console') {
   const flags: { url?: string; token?: string; stateDir?: string } = {};
-  for (let i = 1; i < argv.length; i++) {
-    if (argv[i] === '--url') flags.url = argv[++i];
-    else if (argv[i] === '--token') flags.token = argv[++i];
-    else if (argv[i] === '--state-dir') flags.stateDir = argv[++i];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === 'console') continue;
+    if (a in CONNECTION_FLAGS && argv[i + 1] !== undefined) flags[CONNECTION_FLAGS[a as keyof typeof CONNECTION_FLAGS]] = argv[++i]!;
     else {
-      process.stderr.write(`error: ferry console takes --url URL, --token T, --state-dir DIR; got "${argv[i]}"\n`);
+      process.stderr.write(a in CONNECTION_FLAGS ? `error: ${a} needs a value\n` : `error: ferry console takes --url URL, --token T, --state-dir DIR; got "${a}"\n`);
       process.exit(2);
     }
   }
