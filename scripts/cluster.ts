@@ -87,6 +87,8 @@ const stateDir = resolve(values['state-dir'] ?? '.ferry');
 const pidFile = join(stateDir, CLUSTER_PID_FILE);
 const clusterFile = join(stateDir, LOCAL_CLUSTER_FILE);
 const logDir = join(stateDir, 'logs');
+/** How commands name this state dir: nothing for `<repo>/.ferry` (found by itself), else `--state-dir DIR`. */
+const where = stateDir === resolve(REPO_ROOT, '.ferry') ? '' : ` --state-dir ${stateDir}`;
 
 if (positionals[0] === 'down') {
   await down();
@@ -104,7 +106,7 @@ if (values.placement !== undefined && !(STRATEGIES as readonly string[]).include
 const failureTimeoutMs = values['failure-timeout-ms'] === undefined ? undefined : intOption('failure-timeout-ms', values['failure-timeout-ms'], 3000, 100, 600_000);
 
 const running = runningSupervisor();
-if (running !== undefined && running !== process.pid) fail(`a cluster already runs from ${stateDir} (pid ${running}); stop it with: pnpm cluster down`, 1);
+if (running !== undefined && running !== process.pid) fail(`a cluster already runs from ${stateDir} (pid ${running}); stop it with: pnpm cluster down${where}`, 1);
 
 if (values.detach && !values.supervise) {
   await detach();
@@ -191,8 +193,6 @@ async function detach(): Promise<void> {
   });
   child.stdout!.destroy();
   child.unref();
-  // `pnpm ferry` finds <repo>/.ferry by itself; another state dir must be named.
-  const where = stateDir === resolve(REPO_ROOT, '.ferry') ? '' : ` --state-dir ${stateDir}`;
   say(`Ferry cluster running in the background (pid ${child.pid}): coordinator ${String(ready['url'])}, ${agentCount} agents.`);
   say(`  npx -y pnpm@10.34.8 ferry hosts${where}      # or vms, images, run, migrate, drain …`);
   say(`  npx -y pnpm@10.34.8 ferry console${where}    # the console`);
