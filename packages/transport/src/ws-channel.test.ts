@@ -120,6 +120,50 @@ describe('WsChannel over a real server', () => {
     received.forEach((f, i) => expect(Buffer.compare(f, Buffer.from(guest.subarray(0, sizes[i]!)))).toBe(0));
   });
 
+  for (const takeFrames of [true, false]) {
+    it(`page frames from a zero-mask client keep their place among control messages, also when they come before the handlers (takeFrames ${takeFrames})`, async () => {
+      const http = createServer((_req, res) => res.writeHead(404).end());
+      const log: string[] = [];
+      const routes = attachWsRoutes(http, [
+        {
+          path: '/agent',
+          maxPayloadBytes: 4 * 1024 * 1024,
+          authenticate: (req) => (hasBearerToken(req, TOKEN) ? true : undefined),
+          onConnection: (ws) => {
+            const ch: ServerChannel = new WsChannel(ws, { codec: coordinatorClusterCodec, takeFrames });
+            // Handlers come late: what arrives first is held (a taken frame is copied out of the reused buffer).
+            setTimeout(() => {
+              ch.onFrame((f) => log.push(`frame ${f.byteLength} ${f[0]} ${f[f.byteLength - 1]}`));
+              ch.onMessage((m) => log.push(m.type === 'heartbeat' ? `heartbeat ${m.seq}` : m.type));
+            }, 100);
+          },
+        },
+      ]);
+      http.listen(0, '127.0.0.1');
+      await once(http, 'listening');
+      cleanups.push(async () => {
+        routes.close();
+        http.closeAllConnections();
+        await new Promise((r) => http.close(r));
+      });
+      const port = (http.address() as { port: number }).port;
+      const client = await openWsChannel<CoordinatorToAgentMessage, AgentToCoordinatorMessage>(`ws://127.0.0.1:${port}/agent`, { codec: agentClusterCodec, token: TOKEN, zeroMask: true, maxPayloadBytes: 4 * 1024 * 1024 });
+      cleanups.push(() => client.close());
+      const expected: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        client.send({ type: 'heartbeat', seq: i, vms: [] });
+        expected.push(`heartbeat ${i}`);
+        const bytes = [100, 70_000, 1024 * 1024 + 5][i % 3]!;
+        const frame = Buffer.alloc(bytes, i + 1);
+        frame[bytes - 1] = 200 + i;
+        client.sendFrame([frame]);
+        expected.push(`frame ${bytes} ${i + 1} ${200 + i}`);
+      }
+      await waitUntil(() => log.length === expected.length, 10_000);
+      expect(log).toEqual(expected);
+    });
+  }
+
   it('refuses an upgrade without the right token with HTTP 401', async () => {
     const server = await startServer();
     await expect(connectClient(server.port, 'wrong')).rejects.toMatchObject({ statusCode: 401, code: 'FERRY_ERR_UNAUTHORIZED' });

@@ -19,6 +19,7 @@ import type { WebSocket } from 'ws';
 import type { Channel, ChannelCloseInfo, MessageCodec } from '@ferry/protocol';
 import { FERRY_CLOSE } from './close-codes.ts';
 import { ChannelClosedError, ChannelOverflowError, InvalidTransportOptionError } from './errors.ts';
+import { FrameSplitter } from './frame-splitter.ts';
 
 /** The first byte of every Ferry ws message. 0 is invalid. */
 export const WIRE_KIND = { CONTROL: 1, FRAME: 2 } as const;
@@ -50,6 +51,11 @@ export interface WsChannelOptions<TIn, TOut> {
   readonly frameMode?: 'raw' | 'fragments';
   /** Set by the creator of a client socket whose `generateMask` returns zeros (no masking cost, raw frames allowed). */
   readonly zeroMask?: boolean;
+  /**
+   * Server side: take zero-masked page frames out of the socket's bytes before ws reassembles them
+   * (FrameSplitter): no allocation per frame. Everything else still goes through ws. Default true.
+   */
+  readonly takeFrames?: boolean;
 }
 
 const KIND_FRAME_BYTE = new Uint8Array([WIRE_KIND.FRAME]);
@@ -108,6 +114,7 @@ export class WsChannel<TIn, TOut = TIn> implements Channel<TIn, TOut> {
     this.isServer = (ws as unknown as { _isServer?: boolean })._isServer === true;
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data, isBinary) => this.receive(data as Buffer, isBinary));
+    if (this.isServer && (options.takeFrames ?? true)) this.takeFramesFromSocket();
     ws.on('close', (code, reason) => this.finish(code, reason.toString()));
     ws.on('error', () => {
       /* 'close' follows every 'error' in ws; the code (1006, 1009, …) says what happened. */
@@ -276,11 +283,7 @@ export class WsChannel<TIn, TOut = TIn> implements Channel<TIn, TOut> {
     } else if (kind === WIRE_KIND.FRAME) {
       // Held until onMessage is registered, so frames never overtake the control messages before them.
       if (!this.messageHandler) return this.hold(data);
-      if (!this.frameHandler) {
-        this.close(FERRY_CLOSE.UNEXPECTED_FRAME, 'no page frames expected here');
-        return;
-      }
-      this.deliverFrame(data);
+      this.receiveFrame(data.subarray(1));
     } else {
       this.close(FERRY_CLOSE.BAD_MESSAGE, `unknown message kind ${kind ?? 'none'}`);
     }
@@ -297,8 +300,51 @@ export class WsChannel<TIn, TOut = TIn> implements Channel<TIn, TOut> {
     this.messageHandler!(message);
   }
 
-  private deliverFrame(data: Buffer): void {
-    this.frameHandler!(data.subarray(1));
+  /** Hands a page frame (after its kind byte) to the frame handler, once onMessage is registered. */
+  private receiveFrame(frame: Buffer): void {
+    if (!this.frameHandler) {
+      this.close(FERRY_CLOSE.UNEXPECTED_FRAME, 'no page frames expected here');
+      return;
+    }
+    this.frameHandler(frame);
+  }
+
+  /**
+   * Puts a FrameSplitter between the socket and ws's receiver (server side). Only when ws is
+   * configured so its receiver handles every write before `write` returns (synchronous events, no
+   * extensions): then a frame taken out can never overtake a message ws still holds. Otherwise, or
+   * if ws's internals are not the ones this was written against, ws keeps the whole stream.
+   */
+  private takeFramesFromSocket(): void {
+    const internals = this.ws as unknown as {
+      _socket?: import('node:net').Socket;
+      _receiver?: import('node:stream').Writable & { _allowSynchronousEvents?: boolean; _maxPayload?: number };
+      _extensions?: Record<string, unknown>;
+    };
+    const socket = internals._socket;
+    const receiver = internals._receiver;
+    const wsOnData = socket?.listeners('data').find((f) => f.name === 'socketOnData');
+    if (!socket || !receiver || !wsOnData || receiver._allowSynchronousEvents !== true || Object.keys(internals._extensions ?? {}).length > 0) return;
+    const splitter = new FrameSplitter(
+      {
+        forward: (bytes) => {
+          if (!receiver.write(bytes)) socket.pause(); // what ws's own listener does; its receiver resumes the socket on drain
+        },
+        frame: (frame) => {
+          if (this.closed) return;
+          this.receivedBytes += frame.byteLength + 1;
+          if (this.messageHandler) return this.receiveFrame(frame);
+          // Held: copy it out of the splitter's reused buffer, kind byte first as ws delivers it.
+          const data = Buffer.allocUnsafe(frame.byteLength + 1);
+          data[0] = WIRE_KIND.FRAME;
+          frame.copy(data, 1);
+          this.hold(data);
+        },
+      },
+      { kindByte: WIRE_KIND.FRAME, maxPayloadBytes: receiver._maxPayload || DEFAULT_MAX_PAYLOAD_BYTES },
+    );
+    socket.removeListener('data', wsOnData as (chunk: Buffer) => void);
+    socket.on('data', (chunk: Buffer) => splitter.push(chunk));
   }
 
   private hold(data: Buffer): void {
@@ -316,8 +362,7 @@ export class WsChannel<TIn, TOut = TIn> implements Channel<TIn, TOut> {
     for (const data of held) {
       if (this.closed) return;
       if (data[0] === WIRE_KIND.CONTROL) this.deliverControl(data);
-      else if (this.frameHandler) this.deliverFrame(data);
-      else this.close(FERRY_CLOSE.UNEXPECTED_FRAME, 'no page frames expected here');
+      else this.receiveFrame(data.subarray(1));
     }
   }
 
