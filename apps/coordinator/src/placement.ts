@@ -66,6 +66,16 @@ export class ClusterPlacement {
     if (current?.hostId === vm.host) return;
     if (current) this.scheduler.release(vm.id);
     this.scheduler.addVm({ ...placementRequestOf(vm), hostId: vm.host });
+    if (vm.image) this.scheduler.addHostImage(vm.host, vm.image); // it was provisioned from that image there
+  }
+
+  /**
+   * Records that `hostId` holds `image` (an instance was provisioned from it there), so image
+   * locality prefers that host for later instances of the same image. Idempotent.
+   */
+  noteHostImage(hostId: string, image: string): void {
+    this.ensureHost(hostId);
+    this.scheduler.addHostImage(hostId, image);
   }
 
   /**

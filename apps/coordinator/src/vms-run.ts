@@ -119,6 +119,7 @@ export async function runInstance(deps: CloudDeps, body: unknown): Promise<VmRec
     deps.events.emit('vm-booted', { vm: id, host: hostId }, { step: 4, state: reply.vm.state });
     const running = deps.vms.update(id, { state: apiStateOf(reply.vm.state) ?? 'running' });
     deps.events.emit('credentials-issued', { vm: id }, { step: 5, user: credentials.user });
+    deps.placement.noteHostImage(hostId, spec.image); // the host now has the image: later instances of it prefer this host
     deps.events.emit('vm-provisioned', { vm: id, host: hostId }, { step: 6, ...toApiVm(running, false) });
     log.info({ event: 'vm-provisioned', hostId, ip, image: spec.image, memory_bytes: spec.memoryBytes }, 'instance provisioned');
     return running;
