@@ -75,6 +75,24 @@ describe('ferry CLI --json', () => {
     expect(steps).toEqual(['request-received', 'placement-decided', 'dispatched-to-host', 'appliance-copied', 'vm-booted', 'credentials-issued', 'vm-provisioned']);
   });
 
+  it('run --policy sends a soft group policy; a policy without a group, or beside --affinity, or unknown is a usage error', async () => {
+    const { status } = await ferry(['run', '--image', 'lamp', '--cpus', '1', '--memory', '32MiB', '--group', 'web', '--policy', 'soft-anti-affinity', '--json']);
+    expect(status).toBe(EXIT_OK);
+    const post = fake.requests.filter((r) => r.method === 'POST').at(-1);
+    expect((post?.body as { group?: unknown }).group).toEqual({ name: 'web', policy: 'soft-anti-affinity' });
+    const posts = fake.requests.length;
+    for (const argv of [
+      ['--policy', 'soft-affinity'],
+      ['--group', 'web', '--policy', 'soft-affinity', '--affinity'],
+      ['--group', 'web', '--policy', 'nearby'],
+    ]) {
+      const r = await ferry(['run', '--image', 'lamp', '--cpus', '1', '--memory', '32MiB', ...argv, '--json']);
+      expect(r.status, argv.join(' ')).toBe(EXIT_USAGE);
+      expect(JSON.parse(r.out)).toMatchObject({ error: { code: expect.any(String), message: expect.any(String) } });
+    }
+    expect(fake.requests.length).toBe(posts); // nothing sent
+  });
+
   it('migrate --json waits and prints the report with the fixed fields', async () => {
     const { status, out } = await ferry(['migrate', 'vm-1', '--to', 'host-2', '--max-downtime', '50', '--bandwidth', '100MiB/s', '--auto-converge', '--json']);
     expect(status).toBe(EXIT_OK);

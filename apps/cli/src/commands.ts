@@ -5,6 +5,7 @@ import {
   API_ROUTES,
   ApiError,
   FINAL_MIGRATION_STATES,
+  GROUP_POLICIES,
   apiPath,
   formatRate,
   validateMigrationPolicy,
@@ -192,20 +193,22 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
     .option('--disk <size>', 'disk: 10GiB, bytes', '1GiB')
     .option('--name <name>', 'instance name')
     .option('--group <name>', 'placement group')
-    .option('--anti-affinity', 'group members on distinct hosts (default with --group)')
-    .option('--affinity', 'group members on one host')
+    .option('--policy <policy>', `group policy: ${GROUP_POLICIES.join(', ')} (default anti-affinity); soft-* are preferences, never refusals`)
+    .option('--anti-affinity', 'same as --policy anti-affinity')
+    .option('--affinity', 'same as --policy affinity')
     .option('--workload <kind>', 'workload: idle, uniform, hotset, scan')
     .option('--host <host>', 'pin to a host')
-    .action(async (o: { image: string; cpus: number; memory: string; disk: string; name?: string; group?: string; antiAffinity?: boolean; affinity?: boolean; workload?: string; host?: string }, cmd: Command) => {
-      if (o.affinity && o.antiAffinity) throw new UsageError('--affinity and --anti-affinity exclude each other');
-      if ((o.affinity || o.antiAffinity) && !o.group) throw new UsageError('--affinity/--anti-affinity need --group NAME');
+    .action(async (o: { image: string; cpus: number; memory: string; disk: string; name?: string; group?: string; policy?: string; antiAffinity?: boolean; affinity?: boolean; workload?: string; host?: string }, cmd: Command) => {
+      if ([o.affinity, o.antiAffinity, o.policy !== undefined].filter(Boolean).length > 1) throw new UsageError('--policy, --affinity and --anti-affinity exclude each other');
+      if ((o.affinity || o.antiAffinity || o.policy !== undefined) && !o.group) throw new UsageError('--policy/--affinity/--anti-affinity need --group NAME');
+      const policy = o.policy ?? (o.affinity ? 'affinity' : 'anti-affinity');
       const request = {
         image: o.image,
         cpus: o.cpus,
         memory: o.memory,
         disk: o.disk,
         ...(o.name !== undefined ? { name: o.name } : {}),
-        ...(o.group !== undefined ? { group: { name: o.group, policy: o.affinity ? 'affinity' : 'anti-affinity' } } : {}),
+        ...(o.group !== undefined ? { group: { name: o.group, policy } } : {}),
         ...(o.workload !== undefined ? { workload: { kind: o.workload } } : {}),
         ...(o.host !== undefined ? { host: o.host } : {}),
       };

@@ -21,6 +21,7 @@ describe('console completion', () => {
   it('completes command names in first position', () => {
     expect(completeLine('mi', IDS)).toEqual([['migrate', 'migrations'], 'mi']);
     expect(completeLine('migrate vm-1 --rate-limit ', IDS)).toEqual([['xen'], '']);
+    expect(completeLine('run --group web --policy soft', IDS)).toEqual([['soft-affinity', 'soft-anti-affinity'], 'soft']);
     expect(completeLine('', IDS)[0]).toContain('hosts');
     expect(completeLine('q', IDS)).toEqual([['quit'], 'q']);
   });

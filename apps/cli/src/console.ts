@@ -1,6 +1,6 @@
 import { appendFileSync, readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
-import { API_ROUTES, RATE_LIMIT_KINDS, type Host, type Image, type Vm } from '@ferry/protocol';
+import { API_ROUTES, GROUP_POLICIES, RATE_LIMIT_KINDS, type Host, type Image, type Vm } from '@ferry/protocol';
 import { ApiClient } from './client.ts';
 import { COMMAND_NAMES, HOST_ARG_COMMANDS, HOST_OPTIONS, VM_ARG_COMMANDS, runCommand } from './commands.ts';
 
@@ -99,6 +99,7 @@ export function completeLine(line: string, ids: CompletionIds): [string[], strin
     if (HOST_OPTIONS.includes(previous)) candidates = ids.hosts;
     else if (previous === '--image') candidates = ids.images ?? [];
     else if (previous === '--rate-limit') candidates = RATE_LIMIT_KINDS;
+    else if (previous === '--policy') candidates = GROUP_POLICIES;
     else if (command === 'help') candidates = COMMAND_NAMES;
     else if (positional.length > 0 || current.startsWith('-')) candidates = [];
     else if (VM_ARG_COMMANDS.includes(command)) candidates = ids.vms;

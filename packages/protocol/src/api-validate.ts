@@ -68,7 +68,7 @@ function boolean(value: unknown, field: string): boolean {
   return value;
 }
 
-/** A placement group `{ name, policy: 'affinity' | 'anti-affinity' }`. */
+/** A placement group `{ name, policy }`, policy one of GROUP_POLICIES (affinity, anti-affinity, soft-affinity, soft-anti-affinity). */
 export function validateGroup(value: unknown, field = 'group'): PlacementGroupRef {
   const o = object(value, field);
   onlyKeys(o, ['name', 'policy'], field);

@@ -106,8 +106,13 @@ export interface ImageCaptureRequest {
 export const VM_STATES = ['provisioning', 'running', 'paused', 'suspended', 'stopped', 'migrating', 'lost', 'deleted'] as const;
 export type VmState = (typeof VM_STATES)[number];
 
-/** Placement group policies: affinity keeps members on one host, anti-affinity on distinct hosts. */
-export const GROUP_POLICIES = ['affinity', 'anti-affinity'] as const;
+/**
+ * Placement group policies (the scheduler's names). Hard rules (filters): `affinity` keeps members
+ * on one host, `anti-affinity` on distinct hosts; a request that cannot keep them is refused.
+ * Soft rules (weights): `soft-affinity` prefers a host holding a member, `soft-anti-affinity`
+ * prefers hosts holding fewer members; they never refuse a request.
+ */
+export const GROUP_POLICIES = ['affinity', 'anti-affinity', 'soft-affinity', 'soft-anti-affinity'] as const;
 export type GroupPolicy = (typeof GROUP_POLICIES)[number];
 
 /** A placement group membership. */
