@@ -30,7 +30,11 @@ import { wallClockMs, type SourceVm } from './source-vm.ts';
 /** Named states of a sender (see the state diagram in @ferry/protocol migration-protocol.ts). */
 export type SenderState = 'created' | 'handshaking' | 'precopying' | 'stopping' | 'awaiting-ready' | 'committing' | 'activating' | 'completed' | 'failed' | 'cancelled';
 
-/** Why pre-copy stopped. */
+/**
+ * Why pre-copy stopped. `converged`: the estimate is within maxDowntimeMs and the residual no longer
+ * halves (or is under 1 ms of copying); when the switch-over alone costs maxDowntimeMs or more, the
+ * target cannot be met and only the second half applies (without a `roundRateLimit`).
+ */
 export type StopReason = 'converged' | 'max-rounds' | 'no-progress' | 'rate-limit';
 
 /** What the commit point decided. */
@@ -348,7 +352,12 @@ export class MigrationSender {
     for (let round = 1; ; round++) {
       const stats = await this.sendRound(round, false);
       const dirty = stats.dirtyPages;
-      const converged = stats.expectedDowntimeMs <= this.policy.maxDowntimeMs && (dirty * 2 > residualIn || stats.expectedDowntimeMs - this.switchoverMs() < 1);
+      // When the switch-over alone costs the target or more, no round can bring the estimate under
+      // it; iterating on would only resend pages. Stop once the residual stops halving instead
+      // (unless a per-round rate limit, such as Xen's, owns the stop decision).
+      const reachable = this.switchoverMs() < this.policy.maxDowntimeMs || this.policy.roundRateLimit !== undefined;
+      const withinTarget = stats.expectedDowntimeMs <= this.policy.maxDowntimeMs || !reachable;
+      const converged = withinTarget && (dirty * 2 > residualIn || stats.expectedDowntimeMs - this.switchoverMs() < 1);
       if (converged) return 'converged';
       if (round >= this.policy.maxRounds) return 'max-rounds';
       if (this.policy.roundRateLimit?.stopAfter?.(this.roundList)) return 'rate-limit';
