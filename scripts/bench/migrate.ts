@@ -147,8 +147,9 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
   await cluster.api('POST', `/api/v1/lab/vms/${vmId}/action`, { action: 'delete' }).catch(() => {});
   const reports = done.map((m) => m.report!).filter(Boolean);
   const first = done[0];
-  // Round 1 sends every non-zero page once (zero pages are skipped): the VM's non-zero bytes.
-  const nonZeroBytes = first ? (first.rounds[0]?.pagesSent ?? 0) * PAGE : 0;
+  // The VM's non-zero bytes: every page round 1 did not skip as zero or never written. (Round 1's
+  // pagesSent is less by the pages it left for round 2 because the guest dirtied them again first.)
+  const nonZeroBytes = first?.report ? first.report.vmBytes - first.report.zeroPagesSkipped * PAGE : 0;
   const detail = reports as unknown as { pageBytesSent: number; totalMs: number; stopReason: string; finalThrottlePercent: number }[];
   // The sender measures a round's bandwidth only from 4 MiB up; below that the figure is its assumption.
   const bandwidths = done.flatMap((m) => (m.rounds[0] && m.rounds[0].bytesSent >= MEASURABLE_ROUND_BYTES ? [m.rounds[0].bandwidthBytesPerSec] : []));
