@@ -1,5 +1,6 @@
 /**
- * HTTP on the coordinator's port: `/api/v1/hosts`, `/api/v1/hosts/:id`, `/api/v1/events` (JSON,
+ * HTTP on the coordinator's port: `/api/v1/hosts`, `/api/v1/hosts/:id`, `/api/v1/events`,
+ * `/api/v1/placement/{consolidation,rebalance}[/apply]` (placement-plans.ts) (JSON,
  * bearer token), `/metrics` (Prometheus text, bearer token too), `/healthz` (no token, no data).
  * Modules are offered every authenticated `/api/v1` request first. Errors are
  * `{ error: { code, message } }` with the status of api-errors.ts.
@@ -12,6 +13,7 @@ import { toApiHost, type HostRegistry } from './hosts.ts';
 import type { EventBus } from './events.ts';
 import type { CoordinatorModule } from './modules.ts';
 import type { Logger } from './logger.ts';
+import { placementPlanRoute } from './placement-plans.ts';
 
 /** What the HTTP handler serves from. */
 export interface HttpApiDeps {
@@ -58,6 +60,8 @@ async function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespon
   }
   if (url.pathname.startsWith(API_PREFIX + '/') || url.pathname === API_PREFIX) {
     for (const m of deps.modules) if (m.handleHttp && (await m.handleHttp(req, res, url))) return;
+    const plan = await placementPlanRoute(deps.modules, req.method ?? 'GET', url.pathname);
+    if (plan) return sendJson(res, plan.status, plan.body);
     const rest = url.pathname.slice(API_PREFIX.length);
     if (req.method === 'GET' && rest === '/hosts') return sendJson(res, 200, deps.hosts.list().map(toApiHost));
     const hostMatch = /^\/hosts\/([^/]+)$/.exec(rest);

@@ -5,7 +5,7 @@
  * requests never double-book a host or break a hard anti-affinity group; a request that fails
  * later must `release` its claim.
  */
-import { NoValidHostError, Scheduler, STRATEGIES, type DrainPlan, type PlacementRequest, type StrategyName } from '@ferry/placement';
+import { DEFAULT_OVERCOMMIT, NoValidHostError, Scheduler, STRATEGIES, type ConsolidationPlan, type DrainPlan, type PlacementRequest, type RebalancePlan, type StrategyName } from '@ferry/placement';
 import type { ApiEvent } from '@ferry/protocol';
 import { CoordinatorError } from './errors.ts';
 import type { EventBus } from './events.ts';
@@ -115,6 +115,51 @@ export class ClusterPlacement {
   planDrain(hostId: string): DrainPlan {
     this.ensureHost(hostId);
     return this.scheduler.planDrain(hostId);
+  }
+
+  /**
+   * Which hosts to empty, with as few migrations as possible (the scheduler's PABFD), moving only
+   * VMs not in `fixed` (and not migrating): those keep their claims where they are. Changes nothing.
+   */
+  planConsolidation(fixed: ReadonlySet<string> = new Set()): ConsolidationPlan {
+    return this.planner(fixed).planConsolidation();
+  }
+
+  /** Migrations that narrow the spread of load between up hosts, moving only VMs not in `fixed` (nor migrating). Changes nothing. */
+  planRebalance(fixed: ReadonlySet<string> = new Set()): RebalancePlan {
+    return this.planner(fixed).planRebalance();
+  }
+
+  /**
+   * A scheduler to plan on: the live one when every VM may move, else a copy holding only the
+   * movable VMs, each host's capacity reduced by what the others (and in-flight reservations) use.
+   */
+  private planner(fixed: ReadonlySet<string>): Scheduler {
+    const vms = this.scheduler.vms();
+    const moving = vms.filter((v) => !fixed.has(v.vmId) && v.migratingTo === undefined);
+    if (moving.length === vms.length) return this.scheduler; // the engine plans on its own copy
+    const r = DEFAULT_OVERCOMMIT;
+    const hosts = this.scheduler.hosts().map((h) => {
+      let { cpus, memoryBytes, diskBytes } = h.used;
+      for (const v of moving) {
+        if (v.hostId !== h.id) continue;
+        cpus -= v.demand.cpus;
+        memoryBytes -= v.demand.memoryBytes;
+        diskBytes -= v.demand.diskBytes;
+      }
+      const e = h.effectiveCapacity;
+      const capacity = { cpus: Math.max(0, (e.cpus - cpus) / r.cpu), memoryBytes: Math.max(0, (e.memoryBytes - memoryBytes) / r.memory), diskBytes: Math.max(0, (e.diskBytes - diskBytes) / r.disk) };
+      return { id: h.id, state: h.state, capacity, images: h.images };
+    });
+    const placements = moving.map((v) => ({
+      vmId: v.vmId,
+      hostId: v.hostId,
+      demand: v.demand,
+      ...(v.group ? { group: v.group } : {}),
+      ...(v.instanceType !== undefined ? { instanceType: v.instanceType } : {}),
+      ...(v.image !== undefined ? { image: v.image } : {}),
+    }));
+    return new Scheduler(hosts, placements, { strategy: this.scheduler.strategy });
   }
 
   /** Stops following host events. */

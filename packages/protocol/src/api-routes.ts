@@ -32,6 +32,10 @@ import { API_PREFIX } from './api.ts';
  * | GET  /api/v1/migrations/:id | | Migration |
  * | POST /api/v1/migrations/:id/cancel | | Migration |
  * | GET  /api/v1/events?since=SEQ&limit=N | | ApiEvent[] with seq > SEQ, oldest first |
+ * | GET  /api/v1/placement/consolidation | | PlacementPlan (changes nothing) |
+ * | GET  /api/v1/placement/rebalance | | PlacementPlan (changes nothing) |
+ * | POST /api/v1/placement/consolidation/apply | | PlacementPlanRun, once every step ended |
+ * | POST /api/v1/placement/rebalance/apply | | PlacementPlanRun, once every step ended |
  *
  * An action on a VM in the wrong state replies 409 FERRY_ERR_INVALID_STATE and changes nothing.
  */
@@ -58,6 +62,10 @@ export const API_ROUTES = {
   migration: `${API_PREFIX}/migrations/:id`,
   migrationCancel: `${API_PREFIX}/migrations/:id/cancel`,
   events: `${API_PREFIX}/events`,
+  placementConsolidation: `${API_PREFIX}/placement/consolidation`,
+  placementRebalance: `${API_PREFIX}/placement/rebalance`,
+  placementConsolidationApply: `${API_PREFIX}/placement/consolidation/apply`,
+  placementRebalanceApply: `${API_PREFIX}/placement/rebalance/apply`,
 } as const;
 
 /** A route template of API_ROUTES. */

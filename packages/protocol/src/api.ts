@@ -73,6 +73,55 @@ export interface HostDrain {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Placement plans
+
+/**
+ * Cluster-wide plans of the scheduler. `consolidation`: empty as many hosts as possible with as
+ * few migrations as possible (Power-Aware Best-Fit Decreasing); `rebalance`: narrow the spread of
+ * load (dominant-resource share) between up hosts.
+ */
+export const PLACEMENT_PLAN_KINDS = ['consolidation', 'rebalance'] as const;
+export type PlacementPlanKind = (typeof PLACEMENT_PLAN_KINDS)[number];
+
+/** One step of a plan: live-migrate `vm` from host `from` to host `to`, sending `costBytes` (its memory). */
+export interface PlannedMigration {
+  readonly vm: string;
+  readonly from: string;
+  readonly to: string;
+  readonly costBytes: number;
+}
+
+/**
+ * A plan (reply of `GET /api/v1/placement/consolidation|rebalance`): migrations in execution
+ * order; up hosts holding a VM and the load spread (max − min dominant share over up hosts, 0–1)
+ * before and after; hosts the plan empties (consolidation only); total bytes to send. Computing a
+ * plan changes nothing. Only running, paused and suspended VMs move; others stay where they are.
+ */
+export interface PlacementPlan {
+  readonly kind: PlacementPlanKind;
+  readonly migrations: readonly PlannedMigration[];
+  readonly hostsBefore: number;
+  readonly hostsAfter: number;
+  readonly hostsEmptied: readonly string[];
+  readonly spreadBefore: number;
+  readonly spreadAfter: number;
+  readonly costBytes: number;
+}
+
+/**
+ * Outcome of applying a plan (reply of `POST /api/v1/placement/consolidation|rebalance/apply`):
+ * the plan computed at that moment, the migrations started (ids, in order), how many steps moved
+ * their VM, and `failed` with the error of the first step that failed (later steps not started).
+ */
+export interface PlacementPlanRun {
+  readonly plan: PlacementPlan;
+  readonly state: 'completed' | 'failed';
+  readonly migrations: readonly string[];
+  readonly vmsMoved: number;
+  readonly error?: ApiErrorInfo;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Images
 
 /** A virtual appliance in the image library. Durable: VM execution never changes it. */

@@ -27,6 +27,8 @@ export {
 } from './cluster-codec.ts';
 export { API_PREFIX, API_WS_PATH, DEFAULT_COORDINATOR_URL, LOCAL_STATE_DIR, LOCAL_CLUSTER_FILE, HOST_STATES, VM_STATES, GROUP_POLICIES, VM_ACTIONS, MIGRATION_STATES, FINAL_MIGRATION_STATES, DEFAULT_MIGRATION_POLICY, RATE_LIMIT_KINDS, DEFAULT_XEN_RATE_LIMIT, API_EVENT_TYPES } from './api.ts';
 export type { LocalClusterFile, HostState, ResourceAmounts, Host, HostDrain, Image, ImageCaptureRequest, VmState, GroupPolicy, PlacementGroupRef, WorkloadSpec, Credentials, Vm, RunRequest, RunSpec, VmAction, VmPlaceRequest, VmStopRequest, VmSnapshotRequest, VmCloneRequest, VmSnapshot, WwsSample, WwsReport, WwsPrediction, MigrationState, MigrationPolicy, RateLimitKind, XenRateLimit, MigrationRateLimit, MigrationRateLimitRequest, TimelineRound, MigrationTimeline, RoundStats, MigrationReport, Migration, MigrationPolicyRequest, MigrateRequest, MigrateSpec, ApiEventType, ApiEvent, ApiErrorInfo, ApiErrorBody } from './api.ts';
+export { PLACEMENT_PLAN_KINDS } from './api.ts';
+export type { PlacementPlanKind, PlannedMigration, PlacementPlan, PlacementPlanRun } from './api.ts';
 export { API_ROUTES, apiPath, matchApiRoute } from './api-routes.ts';
 export type { ApiRoute, ApiRouteMatch } from './api-routes.ts';
 export { API_ERROR_STATUS, ApiError, ApiValidationError, InvalidSizeError, apiErrorStatus, apiErrorInfoOf } from './api-errors.ts';
