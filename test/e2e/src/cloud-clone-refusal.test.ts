@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host, Vm } from '@ferry/protocol';
-import { ProcessGroup, waitFor, type CoordinatorProcess } from './harness.ts';
+import { ProcessGroup, callApi, waitFor } from './harness.ts';
 
 // `clone --host H` to a host that cannot take the clone is refused and changes nothing: no clone
 // is left on the source (it used to be made there first and stay behind when its move failed).
@@ -8,14 +8,6 @@ import { ProcessGroup, waitFor, type CoordinatorProcess } from './harness.ts';
 const group = new ProcessGroup();
 afterEach(() => group.stopAll());
 
-async function call(coord: CoordinatorProcess, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(coord.url + path, {
-    method,
-    headers: { authorization: `Bearer ${coord.token}`, 'content-type': 'application/json' },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: await res.json() };
-}
 
 describe('clone onto another host', () => {
   it('a destination without room, in maintenance or unknown is refused with nothing left behind; a good one gets the clone; a group member clones outside its group', async () => {
@@ -24,32 +16,32 @@ describe('clone onto another host', () => {
     await group.startAgent(coord, { id: 'host-2', cpus: 2, memory: '16MiB', args: ['--data-dir', group.tempDir('ferry-agent-')] });
     await group.startAgent(coord, { id: 'host-3', cpus: 2, memory: '128MiB', args: ['--data-dir', group.tempDir('ferry-agent-')] });
     await waitFor(async () => (await coord.getJson<Host[]>('/api/v1/hosts')).filter((h) => h.state === 'up').length === 3, 15_000, '3 hosts up');
-    const run = await call(coord, 'POST', '/api/v1/vms', { image: 'base-os', cpus: 1, memory: '32MiB', disk: '1GiB', host: 'host-1' });
+    const run = await callApi(coord, 'POST', '/api/v1/vms', { image: 'base-os', cpus: 1, memory: '32MiB', disk: '1GiB', host: 'host-1' });
     expect(run.status, JSON.stringify(run.body)).toBe(201);
     const vm = run.body as Vm;
     const ids = async (): Promise<string[]> => (await coord.getJson<Vm[]>('/api/v1/vms')).map((v) => v.id).sort();
     const before = await ids();
 
-    const tooSmall = await call(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-2' });
+    const tooSmall = await callApi(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-2' });
     expect(tooSmall.status).toBe(409);
     expect(tooSmall.body.error.code).toBe('FERRY_ERR_NO_CAPACITY');
-    const unknown = await call(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-9' });
+    const unknown = await callApi(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-9' });
     expect(unknown.body.error.code).toBe('FERRY_ERR_UNKNOWN_HOST');
-    expect((await call(coord, 'POST', '/api/v1/hosts/host-3/drain')).status).toBeLessThan(300);
+    expect((await callApi(coord, 'POST', '/api/v1/hosts/host-3/drain')).status).toBeLessThan(300);
     await waitFor(async () => (await coord.getJson<Host>('/api/v1/hosts/host-3')).state === 'maintenance', 5000, 'host-3 in maintenance');
-    expect((await call(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-3' })).status).toBe(409);
+    expect((await callApi(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-3' })).status).toBe(409);
     expect(await ids()).toEqual(before);
     expect((await coord.getJson<Host>('/api/v1/hosts/host-1')).used.memoryBytes).toBe(32 * 2 ** 20);
 
-    expect((await call(coord, 'POST', '/api/v1/hosts/host-3/undrain')).status).toBe(200);
-    const good = await call(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-3', name: 'twin' });
+    expect((await callApi(coord, 'POST', '/api/v1/hosts/host-3/undrain')).status).toBe(200);
+    const good = await callApi(coord, 'POST', `/api/v1/vms/${vm.id}/clone`, { host: 'host-3', name: 'twin' });
     expect(good.status, JSON.stringify(good.body)).toBe(201);
     expect(good.body).toMatchObject({ name: 'twin', host: 'host-3', state: 'running' });
 
     // A member of an anti-affinity group clones too: the clone is a new instance outside the group.
-    const member = await call(coord, 'POST', '/api/v1/vms', { image: 'minimal', cpus: 1, memory: '8MiB', disk: '1GiB', host: 'host-1', group: { name: 'ha', policy: 'anti-affinity' } });
+    const member = await callApi(coord, 'POST', '/api/v1/vms', { image: 'minimal', cpus: 1, memory: '8MiB', disk: '1GiB', host: 'host-1', group: { name: 'ha', policy: 'anti-affinity' } });
     expect(member.status, JSON.stringify(member.body)).toBe(201);
-    const copy = await call(coord, 'POST', `/api/v1/vms/${(member.body as Vm).id}/clone`, {});
+    const copy = await callApi(coord, 'POST', `/api/v1/vms/${(member.body as Vm).id}/clone`, {});
     expect(copy.status, JSON.stringify(copy.body)).toBe(201);
     expect(copy.body).toMatchObject({ host: 'host-1', state: 'running' });
     expect((copy.body as Vm).group).toBeUndefined();

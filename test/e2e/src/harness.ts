@@ -217,6 +217,16 @@ export class ProcessGroup {
   }
 }
 
+/** An /api call with the cluster token; any status, the JSON body as it came. */
+export async function callApi(coord: CoordinatorProcess, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(coord.url + path, {
+    method,
+    headers: { authorization: `Bearer ${coord.token}`, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
 /** Polls `cond` every 25 ms until it is true; throws after `timeoutMs` (default 10000) with `what`. */
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 10000, what = 'condition'): Promise<number> {
   const start = Date.now();
