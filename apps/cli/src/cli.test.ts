@@ -231,6 +231,46 @@ describe('ferry migrate', () => {
   });
 });
 
+describe('ferry plan', () => {
+  it('prints the plan as an aligned table of steps with hosts, spread and cost, and the PlacementPlan with --json', async () => {
+    const { status, out } = await ferry(['plan', 'consolidate']);
+    expect(status).toBe(EXIT_OK);
+    const lines = out.split('\n');
+    expect(lines[0]).toBe('consolidation plan: 1 migration');
+    expect(lines[1]).toMatch(/^STEP\s+VM\s+FROM\s+TO\s+COST$/);
+    expect(lines[2]).toMatch(/^\s*1\s+vm-2\s+host-2\s+host-1\s+64 MiB$/);
+    expect(lines[1]!.indexOf('FROM')).toBe(lines[2]!.indexOf('host-2'));
+    expect(out).toMatch(/^hosts used\s+2 → 1$/m);
+    expect(out).toMatch(/^hosts emptied\s+host-2$/m);
+    expect(out).toMatch(/^load spread\s+25\.0% → 50\.0%$/m);
+    expect(out).toMatch(/^total cost\s+64 MiB to send$/m);
+    const json = JSON.parse((await ferry(['plan', 'rebalance', '--json'])).out) as Record<string, unknown>;
+    expect(json).toEqual({ kind: 'rebalance', migrations: [{ vm: 'vm-2', from: 'host-2', to: 'host-1', costBytes: 64 * 1024 * 1024 }], hostsBefore: 2, hostsAfter: 2, hostsEmptied: [], spreadBefore: 0.25, spreadAfter: 0.125, costBytes: 64 * 1024 * 1024 });
+    expect(fake.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /api/v1/placement/consolidation', 'GET /api/v1/placement/rebalance']);
+  });
+
+  it('--apply posts to the apply route and prints the run; a failed step exits 1', async () => {
+    const ok = await ferry(['plan', 'consolidate', '--apply']);
+    expect(ok.status).toBe(EXIT_OK);
+    expect(ok.out).toMatch(/^applied\s+completed$/m);
+    expect(ok.out).toMatch(/^vms moved\s+1 of 1$/m);
+    expect(fake.requests.at(-1)).toMatchObject({ method: 'POST', path: '/api/v1/placement/consolidation/apply' });
+    await fake.close();
+    fake = await FakeCoordinator.start({ token: TOKEN, migrationOutcome: 'failed' });
+    const bad = await ferry(['plan', 'rebalance', '--apply', '--json']);
+    expect(bad.status).toBe(EXIT_FAILED);
+    expect(JSON.parse(bad.out)).toMatchObject({ state: 'failed', error: { code: 'FERRY_ERR_MIGRATION_FAILED' } });
+  });
+
+  it('an unknown plan name is a usage error with the names, as {error} with --json', async () => {
+    const { status, out } = await ferry(['plan', 'defrag', '--json']);
+    expect(status).toBe(EXIT_USAGE);
+    const body = JSON.parse(out) as { error: { code: string; message: string } };
+    expect(body.error.message).toMatch(/consolidate, rebalance/);
+    expect(fake.requests).toEqual([]);
+  });
+});
+
 describe('ferry events and connection', () => {
   it('events prints the past stream and --follow prints live events until aborted', async () => {
     fake.emit('host-up', { host: 'host-1' });

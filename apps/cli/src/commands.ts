@@ -25,6 +25,7 @@ import { resolveConnection } from './connection.ts';
 import { UsageError, clientSide } from './errors.ts';
 import { startAndWatchMigration } from './migrate-watch.ts';
 import { registerBenchCommand } from './bench-command.ts';
+import { registerPlanCommand } from './plan-command.ts';
 import { addRateLimitOptions, rateLimitRequest, type RateLimitFlags } from './policy-options.ts';
 import * as r from './render.ts';
 
@@ -55,7 +56,7 @@ export const CANCEL_WAIT_MS = 15_000;
 /** Names of every command, for help and completion. */
 export const COMMAND_NAMES = [
   'hosts', 'vms', 'images', 'show', 'run', 'start', 'stop', 'suspend', 'resume', 'snapshot', 'clone', 'delete',
-  'migrate', 'migrations', 'drain', 'undrain', 'events', 'wws', 'capture', 'help',
+  'migrate', 'migrations', 'drain', 'undrain', 'plan', 'events', 'wws', 'capture', 'help',
 ] as const;
 /** Commands whose first argument is a VM id. */
 export const VM_ARG_COMMANDS: readonly string[] = ['start', 'stop', 'suspend', 'resume', 'snapshot', 'clone', 'delete', 'migrate', 'wws', 'capture'];
@@ -127,7 +128,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
     .allowExcessArguments(false);
 
   const globals = (cmd: Command): GlobalOpts => cmd.optsWithGlobals() as GlobalOpts;
-  const clientOf = (cmd: Command): ApiClient => {
+  const clientOf = (cmd: Command, timeoutMs?: number): ApiClient => {
     const g = globals(cmd);
     const conn =
       ctx.connection && g.url === undefined && g.token === undefined && g.stateDir === undefined
@@ -141,7 +142,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
               cwd: ctx.cwd ?? process.cwd(),
             }),
           );
-    return new ApiClient({ url: conn.url, token: conn.token, ...unreachableHint(conn) });
+    return new ApiClient({ url: conn.url, token: conn.token, ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...unreachableHint(conn) });
   };
   const print = (cmd: Command, value: unknown, text: () => string): void => {
     ctx.out(globals(cmd).json ? JSON.stringify(value, null, 2) + '\n' : text());
@@ -430,6 +431,7 @@ function buildProgram(ctx: CommandContext, setStatus: (status: number) => void, 
       print(cmd, report, () => renderWws(report) + (o.svg !== undefined ? `chart: ${o.svg}\n` : ''));
     });
 
+  registerPlanCommand(program, { clientOf, print, failed: () => setStatus(EXIT_FAILED) });
   registerBenchCommand(program, { clientOf, print, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   return program;
 }

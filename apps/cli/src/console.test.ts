@@ -22,6 +22,8 @@ describe('console completion', () => {
     expect(completeLine('mi', IDS)).toEqual([['migrate', 'migrations'], 'mi']);
     expect(completeLine('migrate vm-1 --rate-limit ', IDS)).toEqual([['xen'], '']);
     expect(completeLine('run --group web --policy soft', IDS)).toEqual([['soft-affinity', 'soft-anti-affinity'], 'soft']);
+    expect(completeLine('plan ', IDS)).toEqual([['consolidate', 'rebalance'], '']);
+    expect(completeLine('plan --apply re', IDS)).toEqual([['rebalance'], 're']);
     expect(completeLine('', IDS)[0]).toContain('hosts');
     expect(completeLine('q', IDS)).toEqual([['quit'], 'q']);
   });

@@ -2,6 +2,7 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
 import { API_ROUTES, GROUP_POLICIES, RATE_LIMIT_KINDS, type Host, type Image, type Vm } from '@ferry/protocol';
 import { ApiClient } from './client.ts';
+import { PLAN_NAMES } from './plan-command.ts';
 import { COMMAND_NAMES, HOST_ARG_COMMANDS, HOST_OPTIONS, VM_ARG_COMMANDS, runCommand } from './commands.ts';
 
 // The coordinator console: an interactive REPL over the same command code as the one-shot CLI.
@@ -84,7 +85,8 @@ export function splitLine(line: string): string[] {
 /**
  * Completions for the word under the cursor at the end of `line`, readline style: `[matches,
  * word]`. First word: command names (and exit, quit). After a VM command: VM ids; after drain or
- * undrain: host ids; after --to or --host: host ids; after show: both.
+ * undrain: host ids; after --to or --host: host ids; after show: both; after plan: its plan names;
+ * after --policy: group policies.
  */
 export function completeLine(line: string, ids: CompletionIds): [string[], string] {
   const words = splitLine(line);
@@ -95,12 +97,13 @@ export function completeLine(line: string, ids: CompletionIds): [string[], strin
   } else {
     const command = words[0]!;
     const previous = words[words.length - 1]!;
-    const positional = words.slice(1).filter((w, i, all) => !w.startsWith('-') && !(i > 0 && all[i - 1]!.startsWith('--') && !['--watch', '--json', '--follow', '--force', '--auto-converge', '--affinity', '--anti-affinity', '--cancel', '--wait'].includes(all[i - 1]!)));
+    const positional = words.slice(1).filter((w, i, all) => !w.startsWith('-') && !(i > 0 && all[i - 1]!.startsWith('--') && !['--watch', '--json', '--follow', '--force', '--auto-converge', '--affinity', '--anti-affinity', '--cancel', '--wait', '--apply'].includes(all[i - 1]!)));
     if (HOST_OPTIONS.includes(previous)) candidates = ids.hosts;
     else if (previous === '--image') candidates = ids.images ?? [];
     else if (previous === '--rate-limit') candidates = RATE_LIMIT_KINDS;
     else if (previous === '--policy') candidates = GROUP_POLICIES;
     else if (command === 'help') candidates = COMMAND_NAMES;
+    else if (command === 'plan' && positional.length === 0 && !current.startsWith('-')) candidates = Object.keys(PLAN_NAMES);
     else if (positional.length > 0 || current.startsWith('-')) candidates = [];
     else if (VM_ARG_COMMANDS.includes(command)) candidates = ids.vms;
     else if (HOST_ARG_COMMANDS.includes(command)) candidates = ids.hosts;

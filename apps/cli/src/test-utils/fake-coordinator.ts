@@ -17,6 +17,7 @@ import {
   type Image,
   type Migration,
   type MigrationReport,
+  type PlacementPlan,
   type RoundStats,
   type Vm,
 } from '@ferry/protocol';
@@ -313,6 +314,15 @@ export class FakeCoordinator {
         this.emit('migration-cancelled', { vm: m.vm, migration: m.id, data: { error: m.error } });
         return [200, m];
       }
+      case `GET ${R.placementConsolidation}`:
+      case `GET ${R.placementRebalance}`:
+        return [200, this.plan(route === R.placementConsolidation ? 'consolidation' : 'rebalance')];
+      case `POST ${R.placementConsolidationApply}`:
+      case `POST ${R.placementRebalanceApply}`: {
+        const plan = this.plan(route === R.placementConsolidationApply ? 'consolidation' : 'rebalance');
+        if (this.options.migrationOutcome === 'failed') return [200, { plan, state: 'failed', migrations: ['mig-plan-1'], vmsMoved: 0, error: { code: 'FERRY_ERR_MIGRATION_FAILED', message: 'vm-2 → host-1: migration mig-plan-1 failed' } }];
+        return [200, { plan, state: 'completed', migrations: ['mig-plan-1'], vmsMoved: 1 }];
+      }
       case `GET ${R.events}`: {
         const since = Number(query.get('since') ?? 0);
         return [200, this.events.filter((e) => e.seq > since)];
@@ -320,6 +330,20 @@ export class FakeCoordinator {
       default:
         throw new ApiError('FERRY_ERR_NOT_FOUND', `the fake does not serve ${key}`);
     }
+  }
+
+  /** A fixed plan: vm-2 from host-2 to host-1 (consolidation empties host-2). */
+  private plan(kind: 'consolidation' | 'rebalance'): PlacementPlan {
+    return {
+      kind,
+      migrations: [{ vm: 'vm-2', from: 'host-2', to: 'host-1', costBytes: 64 * MiB }],
+      hostsBefore: 2,
+      hostsAfter: kind === 'consolidation' ? 1 : 2,
+      hostsEmptied: kind === 'consolidation' ? ['host-2'] : [],
+      spreadBefore: 0.25,
+      spreadAfter: kind === 'consolidation' ? 0.5 : 0.125,
+      costBytes: 64 * MiB,
+    };
   }
 
   private run(body: unknown): Vm {
