@@ -32,8 +32,9 @@ export type SenderState = 'created' | 'handshaking' | 'precopying' | 'stopping' 
 
 /**
  * Why pre-copy stopped. `converged`: the estimate is within maxDowntimeMs and the residual no longer
- * halves (or is under 1 ms of copying); when the switch-over alone costs maxDowntimeMs or more, the
- * target cannot be met and only the second half applies (without a `roundRateLimit`).
+ * halves (or is under 1 ms of copying). When the switch-over alone costs maxDowntimeMs or more, the
+ * target cannot be met: then it is enough that the pages left would copy within it (without a
+ * `roundRateLimit`, which has its own stop rule).
  */
 export type StopReason = 'converged' | 'max-rounds' | 'no-progress' | 'rate-limit';
 
@@ -352,12 +353,13 @@ export class MigrationSender {
     for (let round = 1; ; round++) {
       const stats = await this.sendRound(round, false);
       const dirty = stats.dirtyPages;
+      const residualMs = stats.expectedDowntimeMs - this.switchoverMs();
       // When the switch-over alone costs the target or more, no round can bring the estimate under
-      // it; iterating on would only resend pages. Stop once the residual stops halving instead
-      // (unless a per-round rate limit, such as Xen's, owns the stop decision).
-      const reachable = this.switchoverMs() < this.policy.maxDowntimeMs || this.policy.roundRateLimit !== undefined;
-      const withinTarget = stats.expectedDowntimeMs <= this.policy.maxDowntimeMs || !reachable;
-      const converged = withinTarget && (dirty * 2 > residualIn || stats.expectedDowntimeMs - this.switchoverMs() < 1);
+      // it: once the pages left would copy within the target, iterating on only resends pages.
+      // (Not with a per-round rate limit such as Xen's, which owns the stop decision.)
+      const unreachable = this.switchoverMs() >= this.policy.maxDowntimeMs && this.policy.roundRateLimit === undefined;
+      const withinTarget = stats.expectedDowntimeMs <= this.policy.maxDowntimeMs || (unreachable && residualMs <= this.policy.maxDowntimeMs);
+      const converged = withinTarget && (dirty * 2 > residualIn || residualMs < 1);
       if (converged) return 'converged';
       if (round >= this.policy.maxRounds) return 'max-rounds';
       if (this.policy.roundRateLimit?.stopAfter?.(this.roundList)) return 'rate-limit';
