@@ -31,6 +31,19 @@ describe('DirtyLog', () => {
     expect(pages[99_999]).toBe(99_999);
   });
 
+  it('lists the pages ever written, ascending: harvested ones and dirty ones, and agrees with the bitmap', () => {
+    const log = new DirtyLog(1000);
+    for (const p of [999, 3, 64, 31, 32]) log.mark(p);
+    log.harvest();
+    log.mark(500);
+    log.mark(3);
+    expect(Array.from(log.everWrittenPages())).toEqual([3, 31, 32, 64, 500, 999]);
+    const map = log.everWrittenBitmap();
+    const fromMap = Array.from({ length: 1000 }, (_, p) => p).filter((p) => (map[p >> 3]! & (1 << (p & 7))) !== 0);
+    expect(fromMap).toEqual([3, 31, 32, 64, 500, 999]);
+    expect(new DirtyLog(64).everWrittenPages()).toHaveLength(0);
+  });
+
   it('refuses page indices outside memory', () => {
     const log = new DirtyLog(10);
     expect(() => log.mark(10)).toThrow(PageOutOfRangeError);

@@ -381,30 +381,29 @@ export class MigrationSender {
   private async sendRound(round: number, final: boolean): Promise<SenderRoundStats> {
     const { dirtyLog, memory } = this.vm;
     const startMs = this.now();
-    const pages = round === 1 && !final ? undefined : dirtyLog.harvest();
+    // Round 1 walks the pages ever written (the rest are zero on both sides) and tells the
+    // destination which they are, so it pre-faults those and no others. Later rounds send what the
+    // dirty log harvested.
+    const first = round === 1 && !final;
+    const pages = first ? dirtyLog.everWrittenPages() : dirtyLog.harvest();
+    if (first) this.zeroPagesSkipped += memory.pageCount - pages.length;
     const record: number[] | undefined = this.recordPages ? [] : undefined;
     const rateLimit = this.policy.roundRateLimit ? this.roundRate(round, final) : undefined;
-    // Round 1 tells the destination which pages may come, so it pre-faults those and no others.
-    this.send(round === 1 && !final ? { type: 'start-round', round, final, pageMap: dirtyLog.everWrittenBitmap() } : { type: 'start-round', round, final });
+    this.send(first ? { type: 'start-round', round, final, pageMap: dirtyLog.everWrittenBitmap() } : { type: 'start-round', round, final });
     const peek = !final;
     let pagesSent = 0;
     let bytesSent = 0;
     let zeroPagesSent = 0;
     let pagesRedirtied = 0;
-    const count = pages ? pages.length : memory.pageCount;
-    for (let i = 0; i < count; i++) {
-      const p = pages ? pages[i]! : i;
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i]!;
       if (peek && dirtyLog.isDirty(p)) {
         pagesRedirtied++; // dirtied again during this round: the next round sends it
         continue;
       }
-      if (!pages && !dirtyLog.isEverWritten(p)) {
-        this.zeroPagesSkipped++;
-        continue;
-      }
       const zero = isZeroPageAt(this.words, p);
       if (zero) {
-        if (!pages) {
+        if (first) {
           this.zeroPagesSkipped++;
           continue;
         }
