@@ -49,6 +49,11 @@ async function refused(receiver: MigrationReceiver, code: string): Promise<void>
   expect(receiver.hasMemory).toBe(false);
 }
 
+/** Waits (bounded) until `done()`: replies cross the in-memory channel on later event-loop turns. */
+async function settled(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 5));
+}
+
 async function inRound(peer: MemoryChannel<DestinationMessage, SourceMessage>, replies: DestinationMessage[]): Promise<void> {
   peer.send(hello);
   while (replies.length === 0) await new Promise((r) => setTimeout(r, 1)); // a sender waits for hello-accepted
@@ -62,7 +67,7 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     const { peer, receiver, replies } = setup();
     peer.send({ ...hello, protocolVersion: 99 });
     await refused(receiver, 'FERRY_ERR_MIGRATION_VERSION');
-    await new Promise((r) => setTimeout(r, 5));
+    await settled(() => replies.length > 0);
     expect(replies[0]).toMatchObject({ type: 'hello-refused', code: 'FERRY_ERR_MIGRATION_VERSION', versionsAccepted: [...MIGRATION_PROTOCOL_VERSIONS_ACCEPTED] });
     expect(peer.closed).toBe(true);
   });
@@ -71,7 +76,7 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     const { peer, receiver, replies } = setup();
     peer.send({ ...hello, token: 'token-2' });
     await refused(receiver, 'FERRY_ERR_MIGRATION_TOKEN');
-    await new Promise((r) => setTimeout(r, 5));
+    await settled(() => replies.length > 0);
     expect(replies[0]).toMatchObject({ type: 'hello-refused', code: 'FERRY_ERR_MIGRATION_TOKEN' });
   });
 
@@ -182,7 +187,7 @@ describe('MigrationReceiver refuses hostile input with a specific code and keeps
     peer.send({ type: 'transfer-state', registers: new Uint8Array(8), devices: new Uint8Array(0), pausedAtMs: 1 });
     peer.send({ type: 'verify-memory', algorithm: 'page-sum', digest: '0123456789abcdef' });
     await refused(receiver, 'FERRY_ERR_MIGRATION_DIGEST');
-    await new Promise((r) => setTimeout(r, 5));
+    await settled(() => replies.length >= 3);
     expect(replies.map((m) => m.type)).toEqual(['hello-accepted', 'round-applied', 'error']);
   });
 
