@@ -1,30 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host, Migration, MigrationReport, Vm } from '@ferry/protocol';
 import { runCommand } from '../../../apps/cli/src/index.ts';
-import { pidsIn, portClosed, runFerry, spawnCluster, waitGone } from './cloud-helpers.ts';
+import { detachedClusterDirs, pidsIn, portClosed, runFerry, spawnCluster, waitGone } from './cloud-helpers.ts';
 
 // The one-shot `ferry` CLI against a cluster started with `pnpm cluster --detach`: it finds the
 // coordinator through `.ferry/cluster.json` with no flags, prints JSON with --json, and errors
 // as `{error: {code, message}}` with a non-zero exit status.
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) {
-    // Stop a cluster a failed test left running (the pid file names its supervisor).
-    const pidFile = join(d, '.ferry', 'cluster.pid');
-    if (existsSync(pidFile)) {
-      try {
-        process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
-      } catch {
-        /* gone already */
-      }
-    }
-    rmSync(d, { recursive: true, force: true });
-  }
-});
+const dirs = detachedClusterDirs((d) => join(d, '.ferry'));
 
 async function ferryJson(args: string[], cwd: string): Promise<{ code: number; value: unknown }> {
   let out = '';

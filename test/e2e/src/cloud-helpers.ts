@@ -4,8 +4,10 @@
  * console replies, the pids it started, and checks that processes and ports are gone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import { tsxExecArgv } from '@ferry/transport';
 import { REPO_ROOT, processExists } from './harness.ts';
 
@@ -140,4 +142,27 @@ export function runFerry(args: readonly string[], cwd: string, env: NodeJS.Proce
     child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     child.once('exit', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * Temp dirs of detached `pnpm cluster` runs, cleaned after each test: a cluster a failed test left
+ * running is stopped (the supervisor's pid is in `cluster.pid` of its state dir, `stateDirOf(dir)`),
+ * then the dir is removed. Push every dir you create onto the returned array.
+ */
+export function detachedClusterDirs(stateDirOf: (dir: string) => string = (dir) => dir): string[] {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) {
+      const pidFile = join(stateDirOf(d), 'cluster.pid');
+      if (existsSync(pidFile)) {
+        try {
+          process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
+        } catch {
+          /* gone already */
+        }
+      }
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+  return dirs;
 }

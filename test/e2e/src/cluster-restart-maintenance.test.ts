@@ -1,28 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Host } from '@ferry/protocol';
 import { runCommand } from '../../../apps/cli/src/index.ts';
-import { spawnCluster } from './cloud-helpers.ts';
+import { detachedClusterDirs, spawnCluster } from './cloud-helpers.ts';
 
 // `pnpm cluster` starts again over a state dir whose last run left a host in maintenance (kept in
 // the state dir): the host registers in maintenance, which counts as up and running for the start.
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) {
-    const pidFile = join(d, 'cluster.pid');
-    if (existsSync(pidFile)) {
-      try {
-        process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
-      } catch {
-        /* gone already */
-      }
-    }
-    rmSync(d, { recursive: true, force: true });
-  }
-});
+const dirs = detachedClusterDirs();
 
 async function ferryJson(args: string[], stateDir: string): Promise<{ code: number; value: unknown }> {
   let out = '';

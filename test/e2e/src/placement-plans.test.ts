@@ -1,30 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PlacementPlan, PlacementPlanRun, Vm } from '@ferry/protocol';
 import { runCommand } from '../../../apps/cli/src/index.ts';
-import { pidsIn, runFerry, spawnCluster, waitGone } from './cloud-helpers.ts';
+import { detachedClusterDirs, pidsIn, runFerry, spawnCluster, waitGone } from './cloud-helpers.ts';
 
 // `ferry plan consolidate|rebalance [--apply]` against a cluster started with `pnpm cluster
 // --detach`: the coordinator's scheduler plans over the real VMs, and --apply empties the hosts
 // by live migrations, after which the plan has nothing left to do.
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) {
-    // Stop a cluster a failed test left running (the pid file names its supervisor).
-    const pidFile = join(d, 'state', 'cluster.pid');
-    if (existsSync(pidFile)) {
-      try {
-        process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGTERM');
-      } catch {
-        /* gone already */
-      }
-    }
-    rmSync(d, { recursive: true, force: true });
-  }
-});
+const dirs = detachedClusterDirs((d) => join(d, 'state'));
 
 describe('placement plans on a detached local cluster', () => {
   it('plan consolidate shows the hosts it empties; --apply migrates in order and leaves nothing to plan; cluster down stops it', async () => {
