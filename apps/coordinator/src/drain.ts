@@ -38,7 +38,8 @@ interface DrainRun {
   done: Promise<void>;
 }
 
-const MOVABLE = ['running', 'paused', 'suspended'] as const;
+/** VM states live migration moves (drains and placement plans move only these). */
+export const MOVABLE_STATES: readonly string[] = ['running', 'paused', 'suspended'];
 
 /** Runs host drains. */
 export class DrainManager {
@@ -62,7 +63,7 @@ export class DrainManager {
     if (!host) throw new CoordinatorError('FERRY_ERR_UNKNOWN_HOST', `no host ${hostId}`);
     if (host.state !== 'up') throw new CoordinatorError('FERRY_ERR_INVALID_STATE', `cannot drain ${hostId}: it is ${host.state} (drain needs up)`);
     if (!this.deps.migrations) throw new CoordinatorError('FERRY_ERR_INVALID_STATE', `cannot drain ${hostId}: live migration is not available`);
-    const movable = vms.list().filter((v) => v.host === hostId && (MOVABLE as readonly string[]).includes(v.state));
+    const movable = vms.list().filter((v) => v.host === hostId && MOVABLE_STATES.includes(v.state));
     const busy = vms.list().filter((v) => v.host === hostId && (v.state === 'provisioning' || v.state === 'migrating'));
     if (busy.length > 0) throw new CoordinatorError('FERRY_ERR_INVALID_STATE', `cannot drain ${hostId}: ${busy.map((v) => `${v.id} is ${v.state}`).join(', ')}; try again when they settle`);
     hosts.drain(hostId); // draining from here: the scheduler takes nothing new on it
@@ -132,7 +133,7 @@ export class DrainManager {
     }
     await Promise.all(workers);
     if (run.cancelled) return;
-    const left = this.deps.vms.list().filter((v) => v.host === run.host && (MOVABLE as readonly string[]).includes(v.state));
+    const left = this.deps.vms.list().filter((v) => v.host === run.host && MOVABLE_STATES.includes(v.state));
     if (failures.length > 0 || left.length > 0) {
       run.state = 'failed';
       const first = failures[0];
@@ -150,7 +151,7 @@ export class DrainManager {
   private async moveOne(run: DrainRun, vmId: string, to: string | undefined): Promise<void> {
     const starter = this.deps.migrations!;
     const vm = this.deps.vms.find(vmId);
-    if (!vm || vm.host !== run.host || !(MOVABLE as readonly string[]).includes(vm.state)) {
+    if (!vm || vm.host !== run.host || !MOVABLE_STATES.includes(vm.state)) {
       run.vmsMoved++; // deleted or moved meanwhile: nothing left to do for it
       return;
     }

@@ -11,17 +11,16 @@
 import { API_ROUTES, apiErrorStatus, matchApiRoute, type PlacementPlan, type PlacementPlanKind, type PlacementPlanRun, type PlannedMigration } from '@ferry/protocol';
 import type { HostView, Migration } from '@ferry/placement';
 import type { CloudDeps } from './cloud-deps.ts';
+import { MOVABLE_STATES } from './drain.ts';
 import { CoordinatorError } from './errors.ts';
 import type { CoordinatorModule } from './modules.ts';
 
-/** VM states a plan may move (live migration takes them). */
-export const PLAN_MOVABLE_STATES: readonly string[] = ['running', 'paused', 'suspended'];
 
 const applying = new WeakSet<CloudDeps>();
 
 /** The current plan of `kind` in API form. Changes nothing. */
 export function placementPlanOf(deps: CloudDeps, kind: PlacementPlanKind): PlacementPlan {
-  const fixed = new Set(deps.vms.list().filter((v) => !PLAN_MOVABLE_STATES.includes(v.state)).map((v) => v.id));
+  const fixed = new Set(deps.vms.list().filter((v) => !MOVABLE_STATES.includes(v.state)).map((v) => v.id));
   const raw = kind === 'consolidation' ? deps.placement.planConsolidation(fixed) : deps.placement.planRebalance(fixed);
   const hosts = deps.placement.scheduler.hosts();
   const migrations = raw.migrations.map(toPlanned);
@@ -96,7 +95,7 @@ export async function applyPlacementPlan(deps: CloudDeps, kind: PlacementPlanKin
   try {
     for (const step of plan.migrations) {
       const vm = deps.vms.find(step.vm);
-      if (!vm || vm.host !== step.from || !PLAN_MOVABLE_STATES.includes(vm.state)) {
+      if (!vm || vm.host !== step.from || !MOVABLE_STATES.includes(vm.state)) {
         throw new CoordinatorError('FERRY_ERR_INVALID_STATE', `${step.vm} is no longer ${vm ? `movable on ${step.from} (it is ${vm.state} on ${vm.host ?? 'no host'})` : 'known'}; compute the plan again`);
       }
       const started = await starter.start({ vm: step.vm, to: step.to });
