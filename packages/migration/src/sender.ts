@@ -93,7 +93,8 @@ export interface MigrationSenderReport {
   readonly switchoverMs: number;
   /**
    * The switch-over cost this migration measured: downtime less the final round's bytes at the
-   * estimate's bandwidth, so the estimate with it would have predicted this downtime. Feed it to
+   * estimate's bandwidth (and less a full digest's estimate), so the estimate with it would have
+   * predicted this downtime. Feed it to
    * later migrations as policy `switchoverMs`. Undefined when activation was not confirmed.
    */
   readonly switchoverMeasuredMs: number | undefined;
@@ -310,7 +311,8 @@ export class MigrationSender {
       }
       this.move('completed');
       const downtimeMs = resumedAtMs === undefined ? undefined : resumedAtMs - pausedAtMs;
-      const finalCopyMs = ((this.roundList.at(-1)?.bytesSent ?? 0) / this.bandwidth) * 1000;
+      // What the estimate adds on top of `switchoverMs`: the final round's copy and a full digest.
+      const finalCopyMs = ((this.roundList.at(-1)?.bytesSent ?? 0) / this.bandwidth) * 1000 + this.fullDigestMs();
       return {
         state: 'completed',
         report: {
@@ -490,8 +492,12 @@ export class MigrationSender {
 
   /** Fixed cost of the switch-over: as measured before (policy), else two handshake round trips; plus a full digest when asked. */
   private switchoverMs(): number {
-    const digestMs = this.policy.verify === 'full' ? (this.vm.memory.byteLength / 8e9) * 1000 * 2 : 0;
-    return (this.policy.switchoverMs ?? 2 * this.rttMs) + digestMs;
+    return (this.policy.switchoverMs ?? 2 * this.rttMs) + this.fullDigestMs();
+  }
+
+  /** The estimated cost of `verify: 'full'` inside the pause (both ends hash all memory), else 0. */
+  private fullDigestMs(): number {
+    return this.policy.verify === 'full' ? (this.vm.memory.byteLength / 8e9) * 1000 * 2 : 0;
   }
 
   // ----- plumbing ----------------------------------------------------------------------------
