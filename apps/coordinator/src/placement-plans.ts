@@ -15,7 +15,6 @@ import { MOVABLE_STATES } from './drain.ts';
 import { CoordinatorError } from './errors.ts';
 import type { CoordinatorModule } from './modules.ts';
 
-
 const applying = new WeakSet<CloudDeps>();
 
 /** The current plan of `kind` in API form. Changes nothing. */
