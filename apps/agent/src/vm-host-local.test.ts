@@ -105,6 +105,18 @@ describe('LocalVmHost', () => {
     expect((await ask<Reply<'vm-updated'>>(coord, 'h1', { type: 'vm-action', vmId: 'vm-susp', action: 'resume' })).vm.state).toBe('running');
   });
 
+  it('a digest taken while the VM runs into its step limit covers the steps it reports: the first one at the limit is final', async () => {
+    const { coord } = await cluster(['h1']);
+    // 32 MiB of written memory takes milliseconds to hash, while the vCPU runs 100 steps a millisecond.
+    const spec: VmSpecWire = { id: 'vm-lim', name: 'lim', vcpus: 1, memoryBytes: 32 * MiB, workload: { kind: 'uniform', seed: 5, rate: 100_000 }, stepLimit: 40_000, heartbeat: false };
+    await ask(coord, 'h1', { type: 'vm-create', spec, start: true });
+    const digest = async (): Promise<Reply<'vm-digested'>> => ask<Reply<'vm-digested'>>(coord, 'h1', { type: 'vm-digest', vmId: 'vm-lim' });
+    let first = await digest();
+    while (first.totalSteps < spec.stepLimit!) first = await digest(); // back to back: one straddles the limit
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await digest()).toMatchObject({ totalSteps: spec.stepLimit, digest: first.digest });
+  });
+
   it('snapshots live, clones from the snapshot, samples the writable working set and digests memory', async () => {
     const { coord } = await cluster(['h1']);
     await ask(coord, 'h1', { type: 'vm-create', spec: { id: 'vm-s', name: 's', vcpus: 1, memoryBytes: 8 * MiB, workload: { kind: 'hotset', rate: 5000, params: { hotsetPages: 64, hotPercent: 100 } } }, start: true });

@@ -249,7 +249,10 @@ export class LocalVmHost implements VmHost {
       case 'vm-digest':
         respond(message.requestId, async () => {
           const e = this.entry(message.vmId);
-          return { type: 'vm-digested', requestId: message.requestId, vmId: message.vmId, digest: memoryDigest(e.vm.memory), state: e.vm.state, totalSteps: e.vm.totalSteps() };
+          // Steps first: a running VM keeps stepping while its memory is hashed, so the digest
+          // covers at least `totalSteps` steps, and once they reach the step limit it is final.
+          const totalSteps = e.vm.totalSteps();
+          return { type: 'vm-digested', requestId: message.requestId, vmId: message.vmId, totalSteps, digest: memoryDigest(e.vm.memory), state: e.vm.state };
         });
         return true;
       case 'migration-start':

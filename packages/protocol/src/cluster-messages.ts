@@ -397,7 +397,11 @@ export interface WwsSampledMessage {
   readonly prediction?: WwsPrediction;
 }
 
-/** agent → coordinator: reply to `vm-digest`: xxh64 hex of all guest memory (packages/memory memoryDigest). */
+/**
+ * agent → coordinator: reply to `vm-digest`: xxh64 hex of all guest memory (packages/memory
+ * memoryDigest). `totalSteps` is read before the memory is hashed: a running VM's digest covers at
+ * least those steps (maybe more), so one taken at the step limit is the VM's final memory.
+ */
 export interface VmDigestedMessage {
   readonly type: 'vm-digested';
   readonly requestId: string;
