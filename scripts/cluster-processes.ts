@@ -36,11 +36,11 @@ process.on('exit', () => {
 });
 
 /** Spawns `node --import tsx <modulePath> args` with logs to `<logDir>/<name>.log`; resolves with the parsed `readyEvent` line. */
-export async function startChild(name: string, modulePath: string, args: readonly string[], logDir: string, readyEvent: string, readyTimeoutMs = 30_000, env: Readonly<Record<string, string>> = {}): Promise<ClusterChild> {
+export async function startChild(name: string, modulePath: string, args: readonly string[], logDir: string, readyEvent: string, readyTimeoutMs = 30_000): Promise<ClusterChild> {
   mkdirSync(logDir, { recursive: true });
   const logPath = join(logDir, `${name}.log`);
   const logFd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [...tsxExecArgv(), modulePath, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', logFd], env: { ...process.env, ...env, FORCE_COLOR: '0' } });
+  const child = spawn(process.execPath, [...tsxExecArgv(), modulePath, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', logFd], env: { ...process.env, FORCE_COLOR: '0' } });
   closeSync(logFd);
   live.add(child);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>

@@ -23,7 +23,6 @@ import { parseArgs } from 'node:util';
 import { LOCAL_CLUSTER_FILE, parseSize, type LocalClusterFile } from '@ferry/protocol';
 import { writeFileAtomic } from '../apps/coordinator/src/state-dir.ts';
 import { CONSOLE_HISTORY_FILE, startConsole } from '../apps/cli/src/index.ts';
-import { AGENT_PROCESS_ENV } from '../apps/agent/src/process-env.ts';
 import { AGENT_MAIN, COORDINATOR_MAIN, REPO_ROOT, processAlive, startChild, type ClusterChild } from './cluster-processes.ts';
 import { bootDemoVms, waitForHosts } from './cluster-demo.ts';
 import { tsxExecArgv } from '@ferry/transport';
@@ -246,8 +245,6 @@ async function runCluster(supervised: boolean): Promise<void> {
           ['--coordinator', wsUrl, '--token-file', join(stateDir, 'token'), '--id', `host-${i + 1}`, '--cpus', String(cpus), '--memory', String(memoryBytes), '--disk', String(diskBytes), '--log-level', logLevel, '--data-dir', join(stateDir, 'agents', `host-${i + 1}`)],
           logDir,
           'agent-ready',
-          undefined,
-          AGENT_PROCESS_ENV,
         ),
       ),
     );

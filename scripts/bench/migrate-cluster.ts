@@ -19,7 +19,6 @@ import { fileURLToPath } from 'node:url';
 import type { Migration, MigrationPolicy, VmReport, VmSpecWire } from '@ferry/protocol';
 import { spawnTs, type SpawnedProcess } from '../../test/e2e/src/harness.ts';
 import { ProbeClient } from '../../apps/agent/src/probe.ts';
-import { AGENT_PROCESS_ENV } from '../../apps/agent/src/process-env.ts';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const COORDINATOR_MAIN = join(HERE, 'migrate-coordinator.ts');
@@ -149,7 +148,7 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
       '--log-level', logLevel,
       ...(options.agentArgs?.(hostId) ?? []),
     ];
-    const p = await spawnTs(AGENT_MAIN, args, { readyEvent: 'agent-ready', env: AGENT_PROCESS_ENV });
+    const p = await spawnTs(AGENT_MAIN, args, { readyEvent: 'agent-ready' });
     const agent: ClusterAgent = { ...p, hostId, migrationAddress: p.ready['migrationAddress'] as string };
     agents.set(hostId, agent);
     await until(() => hostUp(hostId), 20_000, `agent ${hostId} registered`);

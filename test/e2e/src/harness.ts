@@ -18,7 +18,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tsxExecArgv, waitForReadyLine } from '@ferry/transport';
-import { AGENT_PROCESS_ENV } from '../../../apps/agent/src/process-env.ts';
 
 /** The repository root. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
@@ -206,7 +205,7 @@ export class ProcessGroup {
       '--migration-port', '0',
       ...(options.args ?? []),
     ];
-    const p = await this.spawn(AGENT_MAIN, args, { env: AGENT_PROCESS_ENV, ...(options.waitReady === false ? {} : { readyEvent: 'agent-ready' }) });
+    const p = await this.spawn(AGENT_MAIN, args, options.waitReady === false ? {} : { readyEvent: 'agent-ready' });
     return { ...p, hostId: options.id, migrationPort: (p.ready['migrationPort'] as number | undefined) ?? 0 };
   }
 
