@@ -245,6 +245,7 @@ async function runCluster(supervised: boolean): Promise<void> {
           ['--coordinator', wsUrl, '--token-file', join(stateDir, 'token'), '--id', `host-${i + 1}`, '--cpus', String(cpus), '--memory', String(memoryBytes), '--disk', String(diskBytes), '--log-level', logLevel, '--data-dir', join(stateDir, 'agents', `host-${i + 1}`)],
           logDir,
           'agent-ready',
+          { bundle: true },
         ),
       ),
     );

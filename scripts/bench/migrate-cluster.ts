@@ -148,7 +148,7 @@ export async function startMigrationCluster(options: MigrationClusterOptions = {
       '--log-level', logLevel,
       ...(options.agentArgs?.(hostId) ?? []),
     ];
-    const p = await spawnTs(AGENT_MAIN, args, { readyEvent: 'agent-ready' });
+    const p = await spawnTs(AGENT_MAIN, args, { readyEvent: 'agent-ready', bundle: true });
     const agent: ClusterAgent = { ...p, hostId, migrationAddress: p.ready['migrationAddress'] as string };
     agents.set(hostId, agent);
     await until(() => hostUp(hostId), 20_000, `agent ${hostId} registered`);

@@ -16,3 +16,4 @@ export type { RawFrame, HostileUpgrade } from './hostile-peer.ts';
 export { measureTcpCeiling, measureWsCeiling } from './ceiling.ts';
 export type { CeilingOptions, WsCeilingOptions, CeilingResult } from './ceiling.ts';
 export { forkTs, tsxExecArgv, waitForReadyLine } from './fork-ts.ts';
+export { bundledEntry } from './bundle-entry.ts';

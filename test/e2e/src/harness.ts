@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tsxExecArgv, waitForReadyLine } from '@ferry/transport';
+import { bundledEntry, tsxExecArgv, waitForReadyLine } from '@ferry/transport';
 
 /** The repository root. */
 export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
@@ -48,6 +48,8 @@ export interface SpawnTsOptions {
   readonly readyTimeoutMs?: number;
   readonly cwd?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Run a bundle of the module with plain node instead of tsx (bundledEntry: ~38 MiB less RSS); agents do. */
+  readonly bundle?: boolean;
 }
 
 const live = new Set<ChildProcess>();
@@ -55,9 +57,10 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-/** Spawns `node --import tsx <modulePath> args` and waits for its ready line. */
+/** Spawns `node --import tsx <modulePath> args` (or `node <bundle> args`) and waits for its ready line. */
 export async function spawnTs(modulePath: string, args: readonly string[], options: SpawnTsOptions = {}): Promise<SpawnedProcess> {
-  const child = spawn(process.execPath, [...tsxExecArgv(), modulePath, ...args], {
+  const entry = options.bundle ? [await bundledEntry(modulePath)] : [...tsxExecArgv(), modulePath];
+  const child = spawn(process.execPath, [...entry, ...args], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -205,7 +208,7 @@ export class ProcessGroup {
       '--migration-port', '0',
       ...(options.args ?? []),
     ];
-    const p = await this.spawn(AGENT_MAIN, args, options.waitReady === false ? {} : { readyEvent: 'agent-ready' });
+    const p = await this.spawn(AGENT_MAIN, args, { bundle: true, ...(options.waitReady === false ? {} : { readyEvent: 'agent-ready' }) });
     return { ...p, hostId: options.id, migrationPort: (p.ready['migrationPort'] as number | undefined) ?? 0 };
   }
 
