@@ -181,7 +181,7 @@ const fmtR = (b: number): string => `${(b / 1e9).toFixed(2)} GB/s`;
 
 /** The table printed by default. */
 export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsBytesPerSec: number }; cases: MigrateCaseResult[] }): string {
-  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max', 'over idle / VM']];
+  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max (÷ VM)', 'over idle / VM']];
   for (const c of result.cases) {
     rows.push([
       c.name,
@@ -195,7 +195,7 @@ export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsByte
       String(c.rounds),
       c.stopReasons.join(','),
       String(c.digestVerified),
-      fmtB(c.agentRssMaxBytes),
+      `${fmtB(c.agentRssMaxBytes)} (${(c.agentRssMaxBytes / c.vmBytes).toFixed(3)}×)`,
       `${(c.agentRssOverIdleMaxBytes / c.vmBytes).toFixed(3)}×`,
     ]);
   }
@@ -220,16 +220,18 @@ export async function main(args: string[]): Promise<void> {
   const tcp = await measureTcpCeiling({ bytes: ceilingBytes, frameBytes: MiB });
   const ws = await measureWsCeiling({ bytes: ceilingBytes, frameBytes: MiB, direction: 'client-to-server', mask: 'zero', sendMode: 'raw' });
   const ceiling = { tcpBytesPerSec: tcp.bytesPerSec, wsBytesPerSec: ws.bytesPerSec };
-  // Generous failure detection: a loaded 2-core machine can delay a heartbeat by a second.
-  const cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '8GiB', pcpus: 1, heartbeatIntervalMs: 500, failureTimeoutMs: 10_000 });
   const cases: MigrateCaseResult[] = [];
-  try {
-    for (const c of selected) {
-      log(`case ${c.name}…`);
+  for (const c of selected) {
+    log(`case ${c.name}…`);
+    // Fresh agents per case: memory an earlier case's VM left in an agent's pool (kept 30 s) would
+    // count against this case's RSS. Generous failure detection: a loaded 2-core machine can delay
+    // a heartbeat by a second.
+    const cluster = await startMigrationCluster({ agents: ['h1', 'h2'], agentMemory: '8GiB', pcpus: 1, heartbeatIntervalMs: 500, failureTimeoutMs: 10_000 });
+    try {
       cases.push(await runCase(cluster, c, log));
+    } finally {
+      await cluster.stop();
     }
-  } finally {
-    await cluster.stop();
   }
   const result = { ceiling, cases };
   if (json) process.stdout.write(JSON.stringify(result) + '\n');
