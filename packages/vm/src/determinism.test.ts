@@ -9,6 +9,7 @@ import { CpuPool } from './cpu-pool.ts';
 import type { VmSpec, WorkloadSpec } from './spec.ts';
 import { firstDifferentPage, sleep, tempDir, waitFor } from './test-support.ts';
 import { Vm } from './vm.ts';
+import { InvalidTransitionError } from './errors.ts';
 import { GuestMemory } from '@ferry/memory';
 
 let pool: CpuPool;
@@ -82,6 +83,39 @@ describe('determinism: a VM paused, suspended and resumed mid-run ends byte-iden
       if (name !== 'idle') expect(straight.memory.some((b) => b !== 0)).toBe(true);
     });
   }
+});
+
+describe('determinism of a migration destination (Vm.incoming)', () => {
+  it('vCPUs placed before their state arrived run on from the loaded state, even a workload that reads its registers in create', async () => {
+    const s = spec('vm-incoming', { kind: 'module', modulePath: fileURLToPath(new URL('./fixtures/cursor-workload.ts', import.meta.url)) });
+    const straight = await runStraight(s);
+    const source = Vm.create(s, pool);
+    await source.start();
+    await waitFor(() => source.totalSteps() > 300, 'steps');
+    await source.pause();
+    const memory = new GuestMemory(source.memory.pageCount);
+    memory.bytes.set(source.memory.bytes);
+    const state = source.captureState();
+    const stepsAtPause = source.totalSteps();
+    await source.stop();
+
+    const vm = Vm.incoming(s, memory, pool);
+    await expect(vm.resume()).rejects.toBeInstanceOf(InvalidTransitionError); // no state yet
+    expect(() => vm.captureState()).toThrow(InvalidTransitionError);
+    await vm.prepareResume(); // placed, parked
+    await sleep(30);
+    expect(vm.totalSteps()).toBe(0); // the placeholder registers: nothing ran
+    vm.loadState(state);
+    expect(() => vm.loadState(state)).toThrow(InvalidTransitionError);
+    expect(vm.totalSteps()).toBe(stepsAtPause);
+    await vm.resume();
+    await vm.whenStepLimitReached();
+    await vm.pause();
+    expect(stepsAtPause).toBeLessThan(3 * STEPS);
+    expect(firstDifferentPage(vm.memory.bytes, straight.memory)).toBe(-1);
+    expect(Buffer.from(vm.captureState().registers).equals(Buffer.from(straight.registers))).toBe(true);
+    await vm.stop();
+  });
 });
 
 describe('determinism across processes', () => {

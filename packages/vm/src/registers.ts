@@ -65,6 +65,14 @@ export class RegisterBlock {
 
   /** A new block from encode()'s bytes; throws InvalidVmStateError unless it holds `vcpus` slots. */
   static decode(bytes: Uint8Array, vcpus: number): RegisterBlock {
+    const block = new RegisterBlock(vcpus);
+    block.load(bytes);
+    return block;
+  }
+
+  /** Overwrites this block, in place, with encode()'s bytes (the same checks as decode; nothing changes when they fail). */
+  load(bytes: Uint8Array): void {
+    const vcpus = this.vcpus;
     if (bytes.byteLength < HEADER_BYTES) throw new InvalidVmStateError('registers', `${bytes.byteLength} bytes is shorter than the header`);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (view.getUint32(0, true) !== REGISTERS_MAGIC) throw new InvalidVmStateError('registers', 'bad magic');
@@ -75,9 +83,7 @@ export class RegisterBlock {
     if (count !== vcpus || slotBytes !== REGISTER_SLOT_BYTES || bytes.byteLength !== HEADER_BYTES + count * slotBytes) {
       throw new InvalidVmStateError('registers', `holds ${count} slots of ${slotBytes} bytes in ${bytes.byteLength} bytes; expected ${vcpus} of ${REGISTER_SLOT_BYTES}`);
     }
-    const block = new RegisterBlock(vcpus);
-    new Uint8Array(block.buffer).set(bytes.subarray(HEADER_BYTES));
-    return block;
+    new Uint8Array(this.buffer).set(bytes.subarray(HEADER_BYTES));
   }
 }
 

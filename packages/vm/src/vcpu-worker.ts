@@ -5,7 +5,7 @@
 //   Running --CTL_RUN=0--> (finish the current step) Parked: CTL_PARKED=1 + notify
 //   Parked  --CTL_RUN=1--> Running: CTL_PARKED=0, rate credit restarts from now
 //   Running --steps == stepLimit--> AtLimit: CTL_AT_LIMIT=1 + notify (still acknowledges pauses)
-//   Running --workload throws--> Faulted: CTL_FAULTED=1, CTL_PARKED=1, reported to the pool
+//   Running --workload throws (in create, at the first run, or in a step)--> Faulted: CTL_FAULTED=1, CTL_PARKED=1, reported to the pool
 import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -61,7 +61,14 @@ interface Entry {
   readonly limitAt: number;
   readonly faultedAt: number;
   readonly regs: Float64Array;
-  readonly program: WorkloadProgram;
+  readonly workload: Workload;
+  readonly ctx: WorkloadContext;
+  /**
+   * Created when the vCPU first runs, not at attach: a migration's destination places its vCPUs
+   * (parked) while pages still arrive and loads their registers only at the end, and `create` may
+   * read the registers.
+   */
+  program: WorkloadProgram | undefined;
   readonly rate: number;
   readonly stepLimit: number;
   /** Guest-info slot of this vCPU in page 0, or undefined with the heartbeat off. */
@@ -148,7 +155,6 @@ async function attach(b: VcpuBinding): Promise<void> {
       Atomics.or(dirty, page >>> 5, 1 << (page & 31));
     },
   };
-  const program = workload.create(ctx);
   const rate = b.rate > 0 ? b.rate : (workload.defaultRate ?? 0) / b.vcpuCount;
   entries.push({
     key: b.key,
@@ -158,7 +164,9 @@ async function attach(b: VcpuBinding): Promise<void> {
     limitAt: ctlIndex(b.vcpu, CTL_AT_LIMIT),
     faultedAt: ctlIndex(b.vcpu, CTL_FAULTED),
     regs: new Float64Array(b.registers, slotBase, REGISTER_SLOT_BYTES / 8),
-    program,
+    workload,
+    ctx,
+    program: undefined,
     rate,
     stepLimit: b.stepLimit,
     info: b.heartbeat ? new Float64Array(b.memory, GUEST_INFO_SLOTS_OFFSET + b.vcpu * GUEST_INFO_SLOT_BYTES, GUEST_INFO_SLOT_BYTES / 8) : undefined,
@@ -226,9 +234,9 @@ function service(e: Entry, now: number): number {
     if (last > 0 && gap > info[GI_MAX_GAP_MS]!) info[GI_MAX_GAP_MS] = gap;
   }
   const deadline = now + sliceMs;
-  const program = e.program;
   let n = 0;
   try {
+    const program = (e.program ??= e.workload.create(e.ctx));
     while (n < budget) {
       if (Atomics.load(ctl, CTL_RUN) !== 1) break;
       program.step();

@@ -22,6 +22,9 @@ import { VmEmitter } from './vm-events.ts';
  *   running|paused --suspend--> suspended --resumeSuspended--> running   (Vm.resumeFrom: in any process)
  *   created|running|paused|suspended --stop--> stopped
  *   created|stopped|suspended --delete--> deleted
+ *
+ * Vm.incoming makes a `paused` VM whose state comes later: until loadState() only prepareResume,
+ * stop and delete are legal in it.
  */
 export type VmState = 'created' | 'running' | 'paused' | 'suspended' | 'stopped' | 'deleted';
 
@@ -79,6 +82,8 @@ export class Vm {
   private suspendPath: string | undefined;
   private epoch = 0;
   private releasedAtMs: number | undefined;
+  /** False for a VM from Vm.incoming until loadState(): its registers and devices are placeholders. */
+  private stateLoaded = true;
 
   private constructor(spec: NormalizedVmSpec, pool: CpuPool, memory: GuestMemory, log: DirtyLog, registers: RegisterBlock, devices: DeviceState, state: VmState) {
     this.id = spec.id;
@@ -104,11 +109,40 @@ export class Vm {
    * all treated as written (not known zero) unless `writtenPages` lists the non-zero ones.
    */
   static restore(spec: VmSpec, memory: GuestMemory, state: VmCapturedState, pool: CpuPool, options: { writtenPages?: Iterable<number> } = {}): Vm {
+    const vm = Vm.incoming(spec, memory, pool);
+    vm.loadState(state, options);
+    return vm;
+  }
+
+  /**
+   * A migration's destination before the VM's state has arrived: state `paused` over `memory` (the
+   * VM takes ownership), with placeholder registers and devices, and nothing but prepareResume,
+   * stop and delete legal until loadState(). prepareResume() can place the vCPUs meanwhile (parked;
+   * a workload's `create` waits for their first run), so that what is left inside the downtime,
+   * loading the state and resuming, takes microseconds. Throws InvalidVmSpecError.
+   */
+  static incoming(spec: VmSpec, memory: GuestMemory, pool: CpuPool): Vm {
     const s = normalizeSpec(spec);
     if (memory.byteLength !== s.memoryBytes) throw new InvalidVmSpecError('memoryBytes', `spec says ${s.memoryBytes} bytes, memory holds ${memory.byteLength}`);
-    const log = new DirtyLog(memory.pageCount);
-    log.markEverWritten(options.writtenPages ?? allPages(memory.pageCount));
-    return new Vm(s, pool, memory, log, RegisterBlock.decode(state.registers, s.vcpus), decodeDevices(state.devices), 'paused');
+    const vm = new Vm(s, pool, memory, new DirtyLog(memory.pageCount), new RegisterBlock(s.vcpus), bootDevices(s.id), 'paused');
+    vm.stateLoaded = false;
+    return vm;
+  }
+
+  /**
+   * Loads the register block and device state into a VM from Vm.incoming: legal once, while it is
+   * paused, placed or not (the placed vCPUs share the register block, so they see the new values).
+   * Pages are all treated as written (not known zero) unless `writtenPages` lists the non-zero ones.
+   * Throws InvalidVmStateError for malformed state, changing nothing.
+   */
+  loadState(state: VmCapturedState, options: { writtenPages?: Iterable<number> } = {}): void {
+    this.check('load-state', ['paused']);
+    if (this.stateLoaded) throw new InvalidTransitionError(this.id, this.current, 'load-state', 'its state is loaded already');
+    const devices = decodeDevices(state.devices);
+    this.registers.load(state.registers);
+    this.devices = devices;
+    this.dirtyLog.markEverWritten(options.writtenPages ?? allPages(this.memory.pageCount));
+    this.stateLoaded = true;
   }
 
   /** Loads a suspend or snapshot file (any host) into a new VM; running unless `paused: true`. */
@@ -350,6 +384,7 @@ export class Vm {
   private check(action: string, allowed: readonly VmState[]): void {
     if (this.busy) throw new InvalidTransitionError(this.id, this.current, action, `${this.busy} in progress`);
     if (!allowed.includes(this.current)) throw new InvalidTransitionError(this.id, this.current, action);
+    if (!this.stateLoaded && !STATELESS_ACTIONS.includes(action)) throw new InvalidTransitionError(this.id, this.current, action, 'its state is not loaded yet (loadState)');
   }
 
   private async transition(action: string, allowed: readonly VmState[], to: VmState, work: () => Promise<void> | void): Promise<void> {
@@ -427,6 +462,9 @@ export class Vm {
     this.log = undefined;
   }
 }
+
+/** What a VM from Vm.incoming allows before loadState(). */
+const STATELESS_ACTIONS: readonly string[] = ['load-state', 'prepare-resume', 'stop', 'delete'];
 
 function* allPages(pageCount: number): Generator<number> {
   for (let p = 0; p < pageCount; p++) yield p;
