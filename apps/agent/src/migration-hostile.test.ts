@@ -11,6 +11,7 @@ import { HostilePeer, FERRY_CLOSE } from '@ferry/transport';
 // The coordinator is imported by path: apps/agent does not depend on apps/coordinator, only this test does.
 import { startCoordinator, type RunningCoordinator } from '../../coordinator/src/index.ts';
 import { startAgent, type RunningAgent } from './agent.ts';
+import { encodeEnvelope } from './vm-host-envelope.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -123,6 +124,36 @@ describe('hostile peer on the migration port', () => {
     peer.sendFrame({ payload: pageFrame(5_000_000) });
     expect(await peer.closedByServer()).toBe(FERRY_CLOSE.BAD_MESSAGE);
     await stillHealthy(agent, migrationId);
+  });
+
+  it("a hello's prelude places the vCPUs while pages arrive; a peer that hangs up mid-round leaves none placed; a garbage prelude is only ignored", async () => {
+    const { coord, agent } = await cluster();
+    const host = agent.vmHost as unknown as { pool: { vcpusPerPcpu(): number[] } };
+    const placed = (): number => host.pool.vcpusPerPcpu().reduce((a, b) => a + b, 0);
+    const until = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(ok(), what).toBe(true);
+    };
+    const a = await reserved(coord);
+    const first = await HostilePeer.connect(a.url);
+    const prelude = encodeEnvelope({ spec: { id: 'vm-1', name: 'one', vcpus: 1, memoryBytes: 4 * MiB, workload: { kind: 'uniform' } }, run: true, devices: new Uint8Array(0) });
+    first.peer.sendControl(hello(a.migrationId, { prelude }));
+    await until('the vCPU placed during round 1', () => placed() === 1);
+    first.peer.sendControl(encodeMessage({ type: 'start-round', round: 1, final: false }));
+    first.peer.sendFrame({ payload: pageFrame(5) });
+    first.peer.hangUp();
+    await until('the early VM dropped', () => placed() === 0);
+    await stillHealthy(agent, a.migrationId);
+
+    const b = await reserved(coord);
+    const second = await HostilePeer.connect(b.url);
+    second.peer.sendControl(hello(b.migrationId, { prelude: new Uint8Array([0xc1, 1, 2, 3]) }));
+    second.peer.sendControl(encodeMessage({ type: 'start-round', round: 1, final: false }));
+    second.peer.sendFrame({ payload: pageFrame(5) });
+    await expect(second.peer.closedByServer(300)).rejects.toThrow(/did not close/); // still receiving: the prelude was a hint
+    expect(placed()).toBe(0);
+    second.peer.hangUp();
+    await stillHealthy(agent, b.migrationId);
   });
 
   it('an oversized frame is refused (1009 too big) without buffering it', async () => {

@@ -130,6 +130,8 @@ export class OutgoingMigrations {
         token: m.token,
         vm: source,
         vmInfo: { vmId: m.vmId, cpus: e.spec.vcpus },
+        // The spec, so the destination places the vCPUs while pages arrive (run and devices: placeholders; transfer-state has them).
+        prelude: encodeEnvelope({ spec: e.spec, ...(e.image !== undefined ? { image: e.image } : {}), run: true, devices: new Uint8Array(0) }),
         channel: ch,
         policy: { ...senderPolicyOf(m.policy), ...(switchoverMs !== undefined ? { switchoverMs } : {}) },
         commit: (request) => this.awaitDecision(m, out, ch, request.digest),

@@ -120,6 +120,8 @@ export interface MigrationSenderOptions {
   readonly vm: SourceVm;
   /** vmId and cpus for the hello; memoryBytes is taken from the VM's memory. */
   readonly vmInfo: { readonly vmId: string; readonly cpus: number };
+  /** Sent in the hello for the destination to prepare with while pages arrive (see HelloMessage.prelude). */
+  readonly prelude?: Uint8Array;
   readonly channel: Channel<DestinationMessage, SourceMessage>;
   readonly policy?: Partial<MigrationSenderPolicy>;
   /** The single commit point (the agent routes it to the coordinator). Default: always commit. */
@@ -151,6 +153,7 @@ export class MigrationSender {
   private readonly token: string;
   private readonly summary: MigrationVmSummary;
   private readonly recordPages: boolean;
+  private readonly prelude: Uint8Array | undefined;
   private readonly listeners: { [K in keyof MigrationSenderEvents]: MigrationSenderEvents[K][] } = { state: [], round: [] };
   private words: Int32Array;
   private builder: PageFrameBuilder;
@@ -183,6 +186,7 @@ export class MigrationSender {
     this.now = options.now ?? wallClockMs;
     this.token = options.token;
     this.recordPages = options.recordPages ?? false;
+    this.prelude = options.prelude;
     const memory = this.vm.memory;
     this.summary = { vmId: options.vmInfo.vmId, cpus: options.vmInfo.cpus, memoryBytes: memory.byteLength };
     this.words = new Int32Array(memory.buffer);
@@ -257,7 +261,7 @@ export class MigrationSender {
     let pausedAtMs = 0;
     try {
       this.move('handshaking');
-      this.send({ type: 'hello', protocolVersion: MIGRATION_PROTOCOL_VERSION, migrationId: this.migrationId, token: this.token, vm: this.summary, pageCount: this.vm.memory.pageCount });
+      this.send({ type: 'hello', protocolVersion: MIGRATION_PROTOCOL_VERSION, migrationId: this.migrationId, token: this.token, vm: this.summary, pageCount: this.vm.memory.pageCount, ...(this.prelude ? { prelude: this.prelude } : {}) });
       await this.expect('hello-accepted', this.policy.handshakeTimeoutMs);
       const setupMs = this.now() - startMs;
       this.rttMs = Math.max(0.05, setupMs);

@@ -3,6 +3,7 @@ import { pack } from 'msgpackr';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import {
   MIGRATION_MAX_MESSAGE_BYTES,
+  MIGRATION_MAX_PRELUDE_BYTES,
   SOURCE_MESSAGE_VALIDATORS,
   migrationReceiverCodec,
   migrationSenderCodec,
@@ -16,6 +17,7 @@ describe('migration control messages', () => {
   it('round-trip every source message through encode and validated decode', () => {
     const msgs: SourceMessage[] = [
       hello,
+      { ...hello, prelude: new Uint8Array([7, 8]) },
       { type: 'start-round', round: 1, final: false },
       { type: 'end-round', round: 1, pagesSent: 10, bytesSent: 40960 },
       { type: 'transfer-state', registers: new Uint8Array([1, 2, 3]), devices: new Uint8Array(0), pausedAtMs: 1234.5 },
@@ -26,9 +28,10 @@ describe('migration control messages', () => {
     ];
     for (const m of msgs) {
       const back = migrationReceiverCodec.decode(migrationSenderCodec.encode(m));
-      expect({ ...back, ...('registers' in back ? { registers: [...back.registers], devices: [...back.devices] } : {}) }).toEqual({
+      expect({ ...back, ...('registers' in back ? { registers: [...back.registers], devices: [...back.devices] } : {}), ...('prelude' in back ? { prelude: [...back.prelude!] } : {}) }).toEqual({
         ...m,
         ...('registers' in m ? { registers: [...m.registers], devices: [...m.devices] } : {}),
+        ...('prelude' in m ? { prelude: [...m.prelude!] } : {}),
       });
     }
   });
@@ -54,6 +57,8 @@ describe('migration control messages', () => {
       [{ ...hello, token: '' }, 'token'],
       [{ ...hello, vm: 'x' }, 'vm'],
       [{ ...hello, vm: { vmId: 'v', cpus: 0, memoryBytes: 1 } }, 'cpus'],
+      [{ ...hello, prelude: 'spec' }, 'prelude'],
+      [{ ...hello, prelude: new Uint8Array(MIGRATION_MAX_PRELUDE_BYTES + 1) }, 'prelude'],
       [{ type: 'start-round', round: 0, final: false }, 'round'],
       [{ type: 'start-round', round: 1 }, 'final'],
       [{ type: 'verify-memory', algorithm: 'md5', digest: '0123456789abcdef' }, 'algorithm'],

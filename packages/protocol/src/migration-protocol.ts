@@ -8,7 +8,7 @@
  *   participant S as source (MigrationSender)
  *   participant D as destination (MigrationReceiver)
  *   participant C as coordinator (commit point, via the agents)
- *   S->>D: hello (protocolVersion, migrationId, token, vm, pageCount)
+ *   S->>D: hello (protocolVersion, migrationId, token, vm, pageCount, prelude?)
  *   D-->>S: hello-accepted (protocolVersion) | hello-refused (code, versionsAccepted)
  *   loop pre-copy round k = 1..n (vCPUs running)
  *     S->>D: start-round (k)
@@ -96,6 +96,8 @@ export const MIGRATION_PROTOCOL_VERSIONS_ACCEPTED: readonly number[] = [3];
 export const MIGRATION_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** Largest register block in transfer-state. */
 export const MIGRATION_MAX_REGISTER_BYTES = 64 * 1024;
+/** Largest `prelude` in hello. */
+export const MIGRATION_MAX_PRELUDE_BYTES = 64 * 1024;
 /** Largest device state blob in transfer-state. */
 export const MIGRATION_MAX_DEVICE_BYTES = MIGRATION_MAX_MESSAGE_BYTES - MIGRATION_MAX_REGISTER_BYTES - 4096;
 /** Most pages a hello may announce (64 GiB, same as @ferry/memory's MAX_GUEST_PAGES). */
@@ -140,6 +142,12 @@ export interface HelloMessage {
   readonly token: string;
   readonly vm: MigrationVmSummary;
   readonly pageCount: number;
+  /**
+   * Opaque bytes the destination may prepare with while pages arrive (the agents send the VM's
+   * spec, so the destination places its vCPUs during round 1, not inside the downtime). Only a
+   * hint: transfer-state carries everything again, and a receiver may ignore it.
+   */
+  readonly prelude?: Uint8Array;
 }
 
 /** Pages of round `round` follow (round 1 = full copy; the last round is sent with the VM paused). */
@@ -283,6 +291,7 @@ export const SOURCE_MESSAGE_VALIDATORS: MessageValidators<SourceMessage> = {
         memoryBytes: field.integer({ type: 'hello', ...vm }, 'memoryBytes', 1),
       },
       pageCount: field.integer(raw, 'pageCount', 1, MIGRATION_MAX_PAGE_COUNT),
+      ...(raw['prelude'] === undefined ? {} : { prelude: field.bytes(raw, 'prelude', MIGRATION_MAX_PRELUDE_BYTES) }),
     };
   },
   'start-round': (raw) => ({
