@@ -47,12 +47,12 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
     if (e) await e.placed.then(() => e.vm.stop()).catch(() => {});
   };
   /** The VM from the received memory, registers and envelope, paused (not adopted): the early one with its state loaded when it was placed for this spec. */
-  const build = async ({ memory, registers, devices, writtenPages }: ReceivedVm): Promise<Vm> => {
+  const build = async ({ memory, registers, devices, writtenPageMap }: ReceivedVm): Promise<Vm> => {
     const envelope = decodeEnvelope(devices);
     if (envelope.spec.id !== vmId) throw new MigrationError('FERRY_ERR_MIGRATION_WRONG_VM', `envelope names vm ${envelope.spec.id}`, { migrationId });
     if (host.vms.has(vmId)) throw new MigrationError('FERRY_ERR_MIGRATION_VM_EXISTS', `vm ${vmId} already exists on this host`, { migrationId });
     const state = { registers, devices: envelope.devices };
-    const options = writtenPages ? { writtenPages } : {};
+    const options = writtenPageMap ? { writtenPageMap } : {};
     const e = early;
     if (e && (await e.placed) && isDeepStrictEqual(e.vm.spec, normalizeSpec(envelope.spec))) {
       early = undefined;

@@ -44,6 +44,27 @@ describe('DirtyLog', () => {
     expect(new DirtyLog(64).everWrittenPages()).toHaveLength(0);
   });
 
+  it('marks the pages of a page map as ever written, from any byte offset, and refuses a map too short', () => {
+    const pageCount = 77; // not a whole number of words or bytes
+    const pages = [0, 5, 31, 32, 40, 63, 64, 70, 76];
+    const source = new DirtyLog(pageCount);
+    source.markEverWritten(pages);
+    const map = source.everWrittenBitmap();
+    const aligned = new DirtyLog(pageCount);
+    aligned.markEverWrittenMap(map);
+    expect([...aligned.everWrittenPages()]).toEqual(pages);
+    const shifted = new Uint8Array(map.byteLength + 1);
+    shifted.set(map, 1);
+    const unaligned = new DirtyLog(pageCount);
+    unaligned.markEverWrittenMap(shifted.subarray(1));
+    expect([...unaligned.everWrittenPages()]).toEqual(pages);
+    const padded = new Uint8Array(16).fill(0xff); // bits past the last page are not pages
+    const full = new DirtyLog(pageCount);
+    full.markEverWrittenMap(padded);
+    expect(full.countEverWritten()).toBe(pageCount);
+    expect(() => new DirtyLog(pageCount).markEverWrittenMap(new Uint8Array(9))).toThrow(/does not cover 77 pages/);
+  });
+
   it('refuses page indices outside memory', () => {
     const log = new DirtyLog(10);
     expect(() => log.mark(10)).toThrow(PageOutOfRangeError);

@@ -164,6 +164,28 @@ export class DirtyLog {
     }
   }
 
+  /**
+   * Marks the pages set in `map` as ever written, a word at a time: page p is bit (p & 7) of byte
+   * p >> 3 (everWrittenBitmap's layout), at least ceil(pageCount / 8) bytes. What a migration's
+   * destination passes inside the downtime: for 1 GiB, 8,192 word ORs against a loop over every
+   * written page (8,000 pages cost ~2 ms in code that runs once per migration, never optimised).
+   */
+  markEverWrittenMap(map: Uint8Array): void {
+    const bytes = Math.ceil(this.pageCount / 8);
+    if (map.byteLength < bytes) throw new InvalidMemorySizeError(`a page map of ${map.byteLength} bytes does not cover ${this.pageCount} pages`);
+    const ever = this.everWords;
+    const whole = bytes >>> 2;
+    if ((map.byteOffset & 3) === 0) {
+      const words = new Int32Array(map.buffer, map.byteOffset, whole);
+      for (let w = 0; w < whole; w++) if (words[w] !== 0) ever[w] = ever[w]! | words[w]!;
+    } else {
+      for (let w = 0; w < whole; w++) ever[w] = ever[w]! | (map[4 * w]! | (map[4 * w + 1]! << 8) | (map[4 * w + 2]! << 16) | (map[4 * w + 3]! << 24));
+    }
+    for (let b = whole * 4; b < bytes; b++) ever[b >>> 2] = ever[b >>> 2]! | (map[b]! << (8 * (b & 3)));
+    const tail = this.pageCount & 31;
+    if (tail !== 0) ever[ever.length - 1] = ever[ever.length - 1]! & ((1 << tail) - 1); // nothing past the last page
+  }
+
   private grow(used: number): Uint32Array {
     const next = new Uint32Array(Math.min(this.pageCount + PAGES_PER_WORD, Math.max(1024, this.indices.length * 2)));
     next.set(this.indices.subarray(0, used));

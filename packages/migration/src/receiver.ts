@@ -122,8 +122,8 @@ export class MigrationReceiver {
   private memory: GuestMemory | undefined;
   private words: Int32Array | undefined;
   private tracker: PageSumTracker | undefined;
-  /** 1 where the page holds non-zero data now. */
-  private nonZero: Uint8Array | undefined;
+  /** Bit p (word p >> 5, bit p & 31) set where page p holds non-zero data now: handed over as is (ReceivedVm.writtenPageMap). */
+  private nonZero: Int32Array | undefined;
   private round = 0;
   private roundOpen = false;
   private finalRound = false;
@@ -291,7 +291,7 @@ export class MigrationReceiver {
     this.memory = memory;
     this.words = new Int32Array(this.memory.buffer);
     this.tracker = new PageSumTracker(hello.pageCount);
-    this.nonZero = new Uint8Array(hello.pageCount);
+    this.nonZero = new Int32Array(Math.ceil(hello.pageCount / 32));
     this.current = 'receiving';
     this.channel.send({ type: 'hello-accepted', protocolVersion: MIGRATION_PROTOCOL_VERSION });
   }
@@ -322,13 +322,15 @@ export class MigrationReceiver {
       for (let p = first; p < first + count; p++) {
         const zero = isZeroPageAt(words, p);
         tracker.update(p, memory.bytes.subarray(pageOffset(p), pageOffset(p + 1)), zero);
-        nonZero[p] = zero ? 0 : 1;
+        if (zero) nonZero[p >>> 5] = nonZero[p >>> 5]! & ~(1 << (p & 31));
+        else nonZero[p >>> 5] = nonZero[p >>> 5]! | (1 << (p & 31));
       }
       this.stats.rawPagesReceived += count;
     } else {
       memory.bytes.fill(0, start, end);
       for (let p = first; p < first + count; p++) tracker.setZero(p);
-      this.nonZero!.fill(0, first, first + count);
+      const nonZero = this.nonZero!;
+      for (let p = first; p < first + count; p++) nonZero[p >>> 5] = nonZero[p >>> 5]! & ~(1 << (p & 31));
       this.stats.zeroPagesReceived += count;
     }
   }
@@ -336,12 +338,9 @@ export class MigrationReceiver {
   /** What activation hands over (built once: the same object for prepare and activate). */
   private receivedVm(): ReceivedVm {
     if (this.received) return this.received;
-    const nonZero = this.nonZero!;
-    let count = 0;
-    for (let p = 0; p < nonZero.length; p++) count += nonZero[p]!;
-    const writtenPages = new Uint32Array(count);
-    for (let p = 0, i = 0; i < count; p++) if (nonZero[p] === 1) writtenPages[i++] = p;
-    this.received = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices, writtenPages };
+    // A view, no pass over the pages: this runs inside the downtime, in code too cold to be optimised.
+    const writtenPageMap = new Uint8Array(this.nonZero!.buffer, 0, Math.ceil(this.memory!.pageCount / 8));
+    this.received = { memory: this.memory!, registers: this.vmState!.registers, devices: this.vmState!.devices, writtenPageMap };
     return this.received;
   }
 

@@ -26,8 +26,11 @@ export interface VmState {
 /** What a receiver hands over at activation: the agent turns it into a running VM. */
 export interface ReceivedVm extends VmState {
   readonly memory: GuestMemory;
-  /** Pages holding non-zero data, ascending (every other page is zero), when the receiver knows them: Vm.restore's `writtenPages`. */
-  readonly writtenPages?: Uint32Array;
+  /**
+   * Pages holding non-zero data (every other page is zero), when the receiver knows them: page p
+   * is bit (p & 7) of byte p >> 3, Vm.restore's `writtenPageMap`.
+   */
+  readonly writtenPageMap?: Uint8Array;
 }
 
 /** A clock in milliseconds comparable across processes of one machine: `performance.timeOrigin + performance.now()`. */

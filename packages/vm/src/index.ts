@@ -1,4 +1,4 @@
-export { Vm, type VmState, type VmCapturedState, type SuspendReport, type ResumeReport, type VmIdentity } from './vm.ts';
+export { Vm, type VmState, type VmCapturedState, type WrittenPagesOption, type SuspendReport, type ResumeReport, type VmIdentity } from './vm.ts';
 export { CpuPool, type CpuPoolOptions, type PlacedVcpus } from './cpu-pool.ts';
 export { type VmStateChanged, type VmEventMap } from './vm-events.ts';
 export { normalizeSpec, encodeSpec, decodeSpec, WORKLOAD_KINDS, type VmSpec, type NormalizedVmSpec, type WorkloadSpec, type WorkloadKind } from './spec.ts';
