@@ -123,6 +123,13 @@ describe('CpuPool and vCPUs', () => {
     await vm.stop();
   });
 
+  it("a workload whose create throws (bad params) is refused at start and the VM stays created", async () => {
+    const vm = Vm.create(testSpec({ id: 'vm-bad-params', memoryBytes: 64 * 1024, workload: { kind: 'uniform', params: { bytesPerWrite: 3 } } }), pool);
+    await expect(vm.start()).rejects.toThrow(/bytesPerWrite must divide 4096/);
+    expect(vm.state).toBe('created');
+    expect(pool.vcpusPerPcpu().reduce((a, b) => a + b, 0)).toBe(0);
+  });
+
   it('a workload module that cannot be loaded is refused at start and the VM stays created', async () => {
     const vm = Vm.create(testSpec({ id: 'vm-missing', memoryBytes: 64 * 1024, workload: { kind: 'module', modulePath: '/nonexistent/workload.ts' } }), pool);
     await expect(vm.start()).rejects.toBeInstanceOf(WorkloadLoadError);

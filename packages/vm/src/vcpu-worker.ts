@@ -5,7 +5,7 @@
 //   Running --CTL_RUN=0--> (finish the current step) Parked: CTL_PARKED=1 + notify
 //   Parked  --CTL_RUN=1--> Running: CTL_PARKED=0, rate credit restarts from now
 //   Running --steps == stepLimit--> AtLimit: CTL_AT_LIMIT=1 + notify (still acknowledges pauses)
-//   Running --workload throws (in create, at the first run, or in a step)--> Faulted: CTL_FAULTED=1, CTL_PARKED=1, reported to the pool
+//   Running --workload throws (in a step, or in a deferred create)--> Faulted: CTL_FAULTED=1, CTL_PARKED=1, reported to the pool
 import { parentPort, workerData } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -63,11 +63,7 @@ interface Entry {
   readonly regs: Float64Array;
   readonly workload: Workload;
   readonly ctx: WorkloadContext;
-  /**
-   * Created when the vCPU first runs, not at attach: a migration's destination places its vCPUs
-   * (parked) while pages still arrive and loads their registers only at the end, and `create` may
-   * read the registers.
-   */
+  /** Undefined until the first run with VcpuBinding.deferCreate (`create` may read the registers, not loaded yet). */
   program: WorkloadProgram | undefined;
   readonly rate: number;
   readonly stepLimit: number;
@@ -166,7 +162,7 @@ async function attach(b: VcpuBinding): Promise<void> {
     regs: new Float64Array(b.registers, slotBase, REGISTER_SLOT_BYTES / 8),
     workload,
     ctx,
-    program: undefined,
+    program: b.deferCreate ? undefined : workload.create(ctx),
     rate,
     stepLimit: b.stepLimit,
     info: b.heartbeat ? new Float64Array(b.memory, GUEST_INFO_SLOTS_OFFSET + b.vcpu * GUEST_INFO_SLOT_BYTES, GUEST_INFO_SLOT_BYTES / 8) : undefined,

@@ -437,6 +437,7 @@ export class Vm {
       params: w.params,
       heartbeat: this.spec.heartbeat,
       stepLimit: this.spec.stepLimit ?? 0,
+      deferCreate: !this.stateLoaded,
     }));
     this.control = control;
     this.placed = await this.pool.attach(bindings, (vcpu, message) => this.events.emit('vcpu-faulted', new VcpuFaultError(this.id, vcpu, message)));

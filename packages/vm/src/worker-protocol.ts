@@ -21,6 +21,11 @@ export interface VcpuBinding {
   readonly heartbeat: boolean;
   /** 0 = no limit. */
   readonly stepLimit: number;
+  /**
+   * Run the workload's `create` at the vCPU's first run instead of at attach: the registers are
+   * placeholders until then (Vm.incoming). Otherwise a `create` that throws fails the attach.
+   */
+  readonly deferCreate: boolean;
 }
 
 /** Pool → worker. */

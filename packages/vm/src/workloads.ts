@@ -30,9 +30,9 @@ export interface WorkloadProgram {
 
 /**
  * A workload: the built-ins below, or a user module loaded by path whose default export (or export
- * named `workload`) is one of these. `create` runs in the pCPU worker when the vCPU first runs after
- * being attached (boot, resume, restore, migration): it must read its state from `ctx.registers`,
- * not reset it.
+ * named `workload`) is one of these. `create` runs in the pCPU worker each time the vCPU is
+ * attached (boot, resume, restore; a migration's destination: at its first run, once the registers
+ * have arrived): it must read its state from `ctx.registers`, not reset it.
  */
 export interface Workload {
   readonly name: string;
