@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MIGRATION_PROTOCOL_VERSION } from '@ferry/protocol';
 import { bundledEntry } from './bundle-entry.ts';
@@ -19,12 +20,25 @@ describe('bundledEntry', () => {
     expect(out).toEqual({ protocol: MIGRATION_PROTOCOL_VERSION, ws: 'function', sibling: 'found next to bundled-main.ts', tsx: 0 });
   });
 
-  it('rejects a module that does not build, and does not keep the failure: the next call builds again', async () => {
+  it('builds again when its file was removed, and then removes bundles of the same entry older than a day', async () => {
+    const path = await bundledEntry(MAIN);
+    const stale = join(dirname(path), 'bundled-main-0000000000000000.mjs');
+    const fresh = join(dirname(path), 'bundled-main-1111111111111111.mjs');
+    writeFileSync(stale, '// old');
+    writeFileSync(fresh, '// another checkout, an hour ago');
+    utimesSync(stale, new Date(Date.now() - 2 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+    utimesSync(fresh, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+    rmSync(path);
+    expect(await bundledEntry(MAIN)).toBe(path);
+    expect(existsSync(path)).toBe(true);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    rmSync(fresh);
+  });
+
+  it('rejects a module that does not build, every time (a failure is not kept)', async () => {
     const missing = new URL('./fixtures/no-such-module.ts', import.meta.url).pathname;
-    const first = bundledEntry(missing);
-    await expect(first).rejects.toThrow(/no-such-module/);
-    const second = bundledEntry(missing);
-    expect(second).not.toBe(first);
-    await expect(second).rejects.toThrow(/no-such-module/);
+    await expect(bundledEntry(missing)).rejects.toThrow(/no-such-module/);
+    await expect(bundledEntry(missing)).rejects.toThrow(/no-such-module/);
   });
 });

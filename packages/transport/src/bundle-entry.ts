@@ -11,10 +11,11 @@
  * - `import.meta.url` in a bundled file becomes that file's own URL, so paths relative to it (the
  *   pCPU worker's source, createRequire) resolve exactly as they do under tsx.
  * - Written to the OS temp dir under the hash of its contents (~0.1 s to build, once per process
- *   and entry), so concurrent launchers share one file and never see a half-written one.
+ *   and entry), so concurrent launchers share one file and never see a half-written one. Bundles
+ *   of the same entry older than a day are removed (a running process has loaded its own already).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,14 +23,18 @@ import { build, type Plugin } from 'esbuild';
 
 const built = new Map<string, Promise<string>>();
 
-/** The path of `modulePath` (a .ts entry) bundled for plain node; built once per process. */
-export function bundledEntry(modulePath: string): Promise<string> {
-  let path = built.get(modulePath);
-  if (!path) {
-    path = bundle(modulePath);
-    built.set(modulePath, path);
-    path.catch(() => built.delete(modulePath)); // a failed build (a syntax error being fixed) is retried next time
+const STALE_MS = 24 * 3600_000;
+
+/** The path of `modulePath` (a .ts entry) bundled for plain node; built once per process (again if its file went). */
+export async function bundledEntry(modulePath: string): Promise<string> {
+  const known = built.get(modulePath);
+  if (known) {
+    const path = await known.catch(() => undefined);
+    if (path !== undefined && existsSync(path)) return path;
   }
+  const path = bundle(modulePath);
+  built.set(modulePath, path);
+  path.catch(() => built.delete(modulePath)); // a failed build (a syntax error being fixed) is retried next time
   return path;
 }
 
@@ -48,13 +53,29 @@ async function bundle(modulePath: string): Promise<string> {
   const code = out.outputFiles[0]!.contents;
   const dir = join(tmpdir(), 'ferry-bundles');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${basename(modulePath, '.ts').replace(/[^\w.-]/g, '_')}-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
+  const name = basename(modulePath, '.ts').replace(/[^\w.-]/g, '_');
+  const file = join(dir, `${name}-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
   if (!existsSync(file) || !readFileSync(file).equals(code)) {
     const temp = `${file}.${process.pid}.tmp`;
     writeFileSync(temp, code);
     renameSync(temp, file);
+    removeStale(dir, name, file);
   }
   return file;
+}
+
+/** Removes other bundles of the entry `name` older than STALE_MS (best effort). */
+function removeStale(dir: string, name: string, keep: string): void {
+  const now = Date.now();
+  for (const entry of readdirSync(dir)) {
+    const path = join(dir, entry);
+    if (path === keep || !entry.startsWith(`${name}-`) || !entry.endsWith('.mjs')) continue;
+    try {
+      if (now - statSync(path).mtimeMs > STALE_MS) rmSync(path, { force: true });
+    } catch {
+      // gone meanwhile, or not ours to remove
+    }
+  }
 }
 
 /** Bare imports that resolve into node_modules stay external, by absolute URL; workspace packages are bundled. */
