@@ -30,8 +30,10 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
   /** The VM placed from the prelude while pages arrive (Vm.incoming), until build() takes it or it is dropped. */
   let early: { vm: Vm; placed: Promise<boolean> } | undefined;
   let placedEarly = false;
+  /** Set once the receiver has settled: memory allocated after a failure must not place anything. */
+  let settled = false;
   const placeEarly = (memory: GuestMemory): void => {
-    if (!preludeSpec) return;
+    if (!preludeSpec || settled) return;
     try {
       const vm = Vm.incoming(preludeSpec, memory, host.pool);
       early = { vm, placed: vm.prepareResume().then(() => true, (err: unknown) => (log.warn({ event: 'migration-destination-early-place-failed', err: (err as Error).message }, 'could not place the vCPUs early; placing them at the end'), false)) };
@@ -129,6 +131,7 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
   });
   receiver.done.then(
     (activated) => {
+      settled = true;
       host.incoming.delete(migrationId);
       host.reservations?.release(migrationId);
       const entry = host.vms.get(vmId);
@@ -137,6 +140,7 @@ export function acceptIncoming(host: LocalVmHost, channel: IncomingMigrationChan
       if (entry) host.notify({ type: 'vm-state-changed', vm: host.report(entry), reason: `migrated in (${migrationId})` });
     },
     async (err: unknown) => {
+      settled = true;
       host.incoming.delete(migrationId);
       host.reservations?.release(migrationId);
       if (restored) {
