@@ -12,7 +12,8 @@
 //   without, it stops at maxRounds (10) and reports the larger downtime.
 // `--case NAME` (repeatable) runs only the named cases, e.g. `--case idle-full-1g`.
 // Each case reports downtime (source pause → destination resume), total time, bandwidth, bytes on
-// the wire vs the VM's non-zero bytes, rounds, digest verification, and both agents' peak RSS (also as growth over their idle RSS ÷ VM size).
+// the wire vs the VM's non-zero bytes, rounds, digest verification, total time ÷ one copy of the VM and of its
+// non-zero bytes at the measured bandwidth, and both agents' peak RSS (also as growth over their idle RSS ÷ VM size).
 import { readFileSync } from 'node:fs';
 import type { Migration, MigrationPolicy, VmSpecWire } from '@ferry/protocol';
 import { measureTcpCeiling, measureWsCeiling } from '@ferry/transport';
@@ -52,7 +53,13 @@ export interface MigrateCaseResult {
   readonly stopReasons: string[];
   readonly finalThrottlePercent: number;
   readonly agentRssMaxBytes: number;
-  /** Largest growth of one agent's RSS over its idle RSS before the case (what hosting and migrating the VM cost, without Node's own ~110 MiB). */
+  /**
+   * Median total time ÷ the time of one copy at the case's bandwidth: of the whole VM (`vm`, what
+   * a plain stop-and-copy would move) and of its non-zero bytes (`nonZero`, what round 1 moves).
+   * Null without a measured bandwidth.
+   */
+  readonly totalOverOneCopy: { vm: number; nonZero: number } | null;
+  /** Largest growth of one agent's RSS over its idle RSS before the case (what hosting and migrating the VM cost, without the idle agent's own ~77 MiB). */
   readonly agentRssOverIdleMaxBytes: number;
   readonly failures: number;
 }
@@ -156,18 +163,21 @@ export async function runCase(cluster: MigrationCluster, c: MigrateCase, log: (l
   const detail = reports as unknown as { pageBytesSent: number; totalMs: number; stopReason: string; finalThrottlePercent: number }[];
   // The sender measures a round's bandwidth only from 4 MiB up; below that the figure is its assumption.
   const bandwidths = done.flatMap((m) => (m.rounds[0] && m.rounds[0].bytesSent >= MEASURABLE_ROUND_BYTES ? [m.rounds[0].bandwidthBytesPerSec] : []));
+  const bandwidth = bandwidths.length > 0 ? median(bandwidths) : null;
+  const totalMedian = median(reports.map((r) => r.totalMs));
   return {
     name: c.name,
     vmBytes: c.vmBytes,
     workload: { ...c.spec.workload },
     runs: done.length,
     downtimeMs: { median: median(reports.map((r) => r.downtimeMs)), max: Math.max(...reports.map((r) => r.downtimeMs)) },
-    totalMs: { median: median(reports.map((r) => r.totalMs)), max: Math.max(...reports.map((r) => r.totalMs)) },
-    bandwidthBytesPerSec: bandwidths.length > 0 ? median(bandwidths) : null,
+    totalMs: { median: totalMedian, max: Math.max(...reports.map((r) => r.totalMs)) },
+    bandwidthBytesPerSec: bandwidth,
     bytesOnWire: median(reports.map((r) => r.bytesOnWire)),
     nonZeroBytes,
     rounds: median(reports.map((r) => r.rounds)),
     digestVerified: reports.length > 0 && reports.every((r) => r.digestVerified),
+    totalOverOneCopy: bandwidth === null ? null : { vm: totalMedian / ((c.vmBytes / bandwidth) * 1000), nonZero: totalMedian / ((nonZeroBytes / bandwidth) * 1000) },
     stopReasons: [...new Set(detail.map((d) => d.stopReason))],
     finalThrottlePercent: Math.max(0, ...detail.map((d) => d.finalThrottlePercent)),
     agentRssMaxBytes: rssMax,
@@ -181,7 +191,7 @@ const fmtR = (b: number): string => `${(b / 1e9).toFixed(2)} GB/s`;
 
 /** The table printed by default. */
 export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsBytesPerSec: number }; cases: MigrateCaseResult[] }): string {
-  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max (÷ VM)', 'over idle / VM']];
+  const rows = [['case', 'vm', 'runs', 'downtime med/max ms', 'total med/max ms', 'total ÷ copy (VM / non-zero)', 'bandwidth', '% ws', 'wire / non-zero', 'rounds', 'stop', 'verified', 'agent RSS max (÷ VM)', 'over idle / VM']];
   for (const c of result.cases) {
     rows.push([
       c.name,
@@ -189,6 +199,7 @@ export function migrateTable(result: { ceiling: { tcpBytesPerSec: number; wsByte
       `${c.runs}${c.failures ? ` (+${c.failures} failed)` : ''}`,
       `${c.downtimeMs.median.toFixed(2)} / ${c.downtimeMs.max.toFixed(2)}`,
       `${c.totalMs.median.toFixed(0)} / ${c.totalMs.max.toFixed(0)}`,
+      c.totalOverOneCopy === null ? '-' : `${c.totalOverOneCopy.vm.toFixed(2)}× / ${c.totalOverOneCopy.nonZero.toFixed(2)}×`,
       c.bandwidthBytesPerSec === null ? '-' : fmtR(c.bandwidthBytesPerSec),
       c.bandwidthBytesPerSec === null ? '-' : `${((100 * c.bandwidthBytesPerSec) / result.ceiling.wsBytesPerSec).toFixed(0)}%`,
       `${fmtB(c.bytesOnWire)} / ${fmtB(c.nonZeroBytes)}`,
