@@ -123,6 +123,34 @@ describe('CpuPool and vCPUs', () => {
     await vm.stop();
   });
 
+  it('a pCPU worker that dies faults every vCPU it ran, which still pause and stop; the pool starts it again for new vCPUs', async () => {
+    const own = new CpuPool({ pcpus: 1 });
+    try {
+      const bystander = Vm.create(testSpec({ id: 'vm-bystander', memoryBytes: 64 * 1024, workload: { kind: 'idle', rate: 1000 } }), own);
+      const faults: VcpuFaultError[] = [];
+      bystander.on('vcpu-faulted', (e) => faults.push(e));
+      await bystander.start();
+      await waitFor(() => bystander.totalSteps() > 10, 'bystander steps');
+      const path = fileURLToPath(new URL('./fixtures/thread-exit-workload.ts', import.meta.url));
+      const killer = Vm.create(testSpec({ id: 'vm-killer', memoryBytes: 64 * 1024, workload: { kind: 'module', modulePath: path } }), own);
+      killer.on('vcpu-faulted', (e) => faults.push(e));
+      await killer.start();
+      await waitFor(() => faults.length === 2, 'both VMs hear of the lost worker');
+      expect(faults.map((f) => f.message).join(' ')).toMatch(/pCPU worker 0 exited with code 3/);
+      await bystander.pause(); // parked by the pool, not by a worker that is gone
+      const steps = bystander.totalSteps();
+      await Promise.all([bystander.stop(), killer.stop()]);
+      expect(own.vcpusPerPcpu()).toEqual([0]);
+      const next = Vm.create(testSpec({ id: 'vm-next', memoryBytes: 64 * 1024, workload: { kind: 'idle', rate: 1000 } }), own);
+      await next.start();
+      await waitFor(() => next.totalSteps() > 10, 'a new VM steps on the restarted worker');
+      await next.stop();
+      expect(steps).toBeGreaterThan(10);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("a workload whose create throws (bad params) is refused at start and the VM stays created", async () => {
     const vm = Vm.create(testSpec({ id: 'vm-bad-params', memoryBytes: 64 * 1024, workload: { kind: 'uniform', params: { bytesPerWrite: 3 } } }), pool);
     await expect(vm.start()).rejects.toThrow(/bytesPerWrite must divide 4096/);

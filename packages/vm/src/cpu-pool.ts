@@ -5,6 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
 import { PoolClosedError, VmError, WorkloadLoadError } from './errors.ts';
+import { CTL_FAULTED, CTL_PARKED, ctlIndex } from './layout.ts';
 import type { FromWorker, ToWorker, VcpuBinding, WorkerInit } from './worker-protocol.ts';
 
 /** Options of a CpuPool. */
@@ -25,7 +26,19 @@ interface PcpuWorker {
   readonly worker: Worker;
   readonly doorbell: Int32Array;
   vcpus: number;
+  /** It has taken a vCPU: a worker that dies before that would only die again if started again. */
+  served: boolean;
+  /** Exited before it took any vCPU, and not started again: no vCPU is placed on it. */
+  dead: boolean;
 }
+
+/** Where a vCPU runs, and its control block, so a lost worker's vCPUs can be marked faulted. */
+interface Placement {
+  readonly worker: number;
+  readonly control: Int32Array;
+  readonly vcpu: number;
+}
+
 
 /**
  * The agent-wide pool of pCPU worker threads that runs the vCPUs of every VM in time slices
@@ -33,12 +46,19 @@ interface PcpuWorker {
  * goes to the worker with the fewest vCPUs. Worker threads are unref'd: an idle pool does not keep
  * the process alive, but call close() when done. VMs use the pool; nothing else should call
  * attach/detach/ring.
+ *
+ * A worker thread that dies (a workload module that ends its thread, an out-of-memory) takes its
+ * vCPUs with it: each is marked faulted and parked (so pause and stop still complete) and its VM
+ * hears `vcpu-faulted`; the worker is started again for the vCPUs placed from then on, unless it
+ * died before taking any (it would only die again).
  */
 export class CpuPool {
   readonly pcpus: number;
   readonly sliceMs: number;
   private readonly workers: PcpuWorker[] = [];
-  private readonly pending = new Map<string, { resolve: () => void; reject: (err: Error) => void }>();
+  private readonly pending = new Map<string, { resolve: () => void; reject: (err: Error) => void; worker: number }>();
+  private readonly placements = new Map<string, Placement>();
+  private source: URL | undefined;
   private readonly faultHandlers = new Map<string, (message: string) => void>();
   private closed = false;
   private starting: Promise<void> | undefined;
@@ -57,6 +77,7 @@ export class CpuPool {
   private async started(): Promise<void> {
     this.starting ??= workerSourceUrl().then((url) => {
       if (this.closed) throw new PoolClosedError();
+      this.source = url;
       for (let i = 0; i < this.pcpus; i++) this.workers.push(this.spawn(i, url));
     });
     await this.starting;
@@ -68,13 +89,34 @@ export class CpuPool {
     const worker = new Worker(source, { workerData: init, name: `ferry-pcpu-${index}` });
     worker.unref();
     worker.on('message', (msg: FromWorker) => this.onMessage(msg));
-    worker.on('error', (err) => {
-      for (const [key, p] of this.pending) {
-        p.reject(new VmError('FERRY_ERR_PCPU_CRASHED', `pCPU worker ${index} crashed: ${err.message}`, { cause: err }));
-        this.pending.delete(key);
+    let failure: Error | undefined;
+    worker.on('error', (err) => (failure = err)); // 'exit' follows
+    worker.on('exit', (code) => this.lost(index, worker, failure ? `crashed: ${failure.message}` : `exited with code ${code}`));
+    return { worker, doorbell: new Int32Array(doorbell), vcpus: 0, served: false, dead: false };
+  }
+
+  /** A worker thread ended on its own: fault its vCPUs, fail its requests, start it again (see the class comment). */
+  private lost(index: number, worker: Worker, why: string): void {
+    const entry = this.workers[index];
+    if (this.closed || entry?.worker !== worker) return;
+    const message = `pCPU worker ${index} ${why}`;
+    for (const [key, p] of this.pending) {
+      if (p.worker !== index) continue;
+      this.pending.delete(key);
+      p.reject(new VmError('FERRY_ERR_PCPU_CRASHED', message));
+    }
+    for (const [key, at] of this.placements) {
+      if (at.worker !== index) continue;
+      this.placements.delete(key);
+      for (const field of [CTL_FAULTED, CTL_PARKED]) {
+        Atomics.store(at.control, ctlIndex(at.vcpu, field), 1);
+        Atomics.notify(at.control, ctlIndex(at.vcpu, field));
       }
-    });
-    return { worker, doorbell: new Int32Array(doorbell), vcpus: 0 };
+      this.faultHandlers.get(key)?.(message);
+      this.faultHandlers.delete(key);
+    }
+    if (entry.served) this.workers[index] = this.spawn(index, this.source!);
+    else entry.dead = true;
   }
 
   private onMessage(msg: FromWorker): void {
@@ -86,12 +128,15 @@ export class CpuPool {
     if (!p) return;
     this.pending.delete(msg.key + ':' + (msg.type === 'detached' ? 'detach' : 'attach'));
     if (msg.type === 'attach-failed') p.reject(new WorkloadLoadError(msg.key, msg.message));
-    else p.resolve();
+    else {
+      if (msg.type === 'attached') this.workers[p.worker]!.served = true;
+      p.resolve();
+    }
   }
 
   private request(w: number, msg: ToWorker, key: string, kind: 'attach' | 'detach'): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.pending.set(`${key}:${kind}`, { resolve, reject });
+      this.pending.set(`${key}:${kind}`, { resolve, reject, worker: w });
       this.workers[w]!.worker.postMessage(msg);
     });
   }
@@ -102,11 +147,13 @@ export class CpuPool {
     await this.started();
     const workers: number[] = [];
     for (const b of bindings) {
-      let best = 0;
-      for (let i = 1; i < this.workers.length; i++) if (this.workers[i]!.vcpus < this.workers[best]!.vcpus) best = i;
+      let best = -1;
+      for (let i = 0; i < this.workers.length; i++) if (!this.workers[i]!.dead && (best < 0 || this.workers[i]!.vcpus < this.workers[best]!.vcpus)) best = i;
+      if (best < 0) throw new VmError('FERRY_ERR_PCPU_CRASHED', 'every pCPU worker died while starting; no vCPU can run');
       this.workers[best]!.vcpus++;
       workers.push(best);
       this.faultHandlers.set(b.key, (message) => onFault(b.vcpu, message));
+      this.placements.set(b.key, { worker: best, control: new Int32Array(b.control), vcpu: b.vcpu });
     }
     const placed = { keys: bindings.map((b) => b.key), workers };
     const results = await Promise.allSettled(bindings.map((b, i) => this.request(workers[i]!, { type: 'attach', binding: b }, b.key, 'attach')));
@@ -123,9 +170,10 @@ export class CpuPool {
     if (this.closed) return;
     await Promise.all(
       placed.keys.map((key, i) => {
+        this.faultHandlers.delete(key);
+        if (!this.placements.delete(key)) return undefined; // its worker died: nothing holds it any more
         const w = placed.workers[i]!;
         this.workers[w]!.vcpus--;
-        this.faultHandlers.delete(key);
         return this.request(w, { type: 'detach', key }, key, 'detach');
       }),
     );
