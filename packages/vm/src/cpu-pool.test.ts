@@ -131,8 +131,8 @@ describe('CpuPool and vCPUs', () => {
       bystander.on('vcpu-faulted', (e) => faults.push(e));
       await bystander.start();
       await waitFor(() => bystander.totalSteps() > 10, 'bystander steps');
-      const path = fileURLToPath(new URL('./fixtures/thread-exit-workload.ts', import.meta.url));
-      const killer = Vm.create(testSpec({ id: 'vm-killer', memoryBytes: 64 * 1024, workload: { kind: 'module', modulePath: path } }), own);
+      const path = fileURLToPath(new URL('./fixtures/faulty-workload.ts', import.meta.url));
+      const killer = Vm.create(testSpec({ id: 'vm-killer', memoryBytes: 64 * 1024, workload: { kind: 'module', modulePath: path, params: { exitThreadAt: 50 } } }), own);
       killer.on('vcpu-faulted', (e) => faults.push(e));
       await killer.start();
       await waitFor(() => faults.length === 2, 'both VMs hear of the lost worker');
