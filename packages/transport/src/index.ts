@@ -17,3 +17,4 @@ export { measureTcpCeiling, measureWsCeiling } from './ceiling.ts';
 export type { CeilingOptions, WsCeilingOptions, CeilingResult } from './ceiling.ts';
 export { forkTs, tsxExecArgv, waitForReadyLine } from './fork-ts.ts';
 export { bundledEntry } from './bundle-entry.ts';
+export { createLogger, type Logger } from './process-logger.ts';
