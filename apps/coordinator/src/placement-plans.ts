@@ -9,7 +9,7 @@
  * afresh for every request and changes nothing; applying recomputes it first.
  */
 import { API_ROUTES, apiErrorStatus, matchApiRoute, type PlacementPlan, type PlacementPlanKind, type PlacementPlanRun, type PlannedMigration } from '@ferry/protocol';
-import type { HostView, Migration } from '@ferry/placement';
+import type { Migration } from '@ferry/placement';
 import type { CloudDeps } from './cloud-deps.ts';
 import { MOVABLE_STATES } from './drain.ts';
 import { CoordinatorError } from './errors.ts';
@@ -21,16 +21,15 @@ const applying = new WeakSet<CloudDeps>();
 export function placementPlanOf(deps: CloudDeps, kind: PlacementPlanKind): PlacementPlan {
   const fixed = new Set(deps.vms.list().filter((v) => !MOVABLE_STATES.includes(v.state)).map((v) => v.id));
   const raw = kind === 'consolidation' ? deps.placement.planConsolidation(fixed) : deps.placement.planRebalance(fixed);
-  const hosts = deps.placement.scheduler.hosts();
-  const migrations = raw.migrations.map(toPlanned);
-  const before = summarize(hosts, [], deps);
-  const after = summarize(hosts, raw.migrations, deps);
+  const before = deps.placement.scheduler.outcome();
+  const after = deps.placement.scheduler.outcome(raw.migrations);
+  const usedAfter = new Set(after.hostsUsed);
   return {
     kind,
-    migrations,
-    hostsBefore: before.used.size,
-    hostsAfter: after.used.size,
-    hostsEmptied: [...before.used].filter((h) => !after.used.has(h)).sort(),
+    migrations: raw.migrations.map(toPlanned),
+    hostsBefore: before.hostsUsed.length,
+    hostsAfter: after.hostsUsed.length,
+    hostsEmptied: before.hostsUsed.filter((h) => !usedAfter.has(h)),
     spreadBefore: before.spread,
     spreadAfter: after.spread,
     costBytes: raw.costBytes,
@@ -39,39 +38,6 @@ export function placementPlanOf(deps: CloudDeps, kind: PlacementPlanKind): Place
 
 function toPlanned(m: Migration): PlannedMigration {
   return { vm: m.vmId, from: m.fromHostId, to: m.toHostId, costBytes: m.costBytes };
-}
-
-/** Up hosts holding a VM, and max − min dominant-resource share over up hosts, after `moves`. */
-function summarize(hosts: readonly HostView[], moves: readonly Migration[], deps: CloudDeps): { used: Set<string>; spread: number } {
-  const count = new Map<string, number>();
-  const use = new Map<string, { cpus: number; memoryBytes: number; diskBytes: number }>();
-  for (const h of hosts) {
-    count.set(h.id, h.vmCount);
-    use.set(h.id, { ...h.used });
-  }
-  for (const m of moves) {
-    const demand = deps.placement.scheduler.vm(m.vmId)?.demand;
-    const from = use.get(m.fromHostId);
-    const to = use.get(m.toHostId);
-    if (!demand || !from || !to) continue;
-    count.set(m.fromHostId, (count.get(m.fromHostId) ?? 0) - 1);
-    count.set(m.toHostId, (count.get(m.toHostId) ?? 0) + 1);
-    from.cpus -= demand.cpus; from.memoryBytes -= demand.memoryBytes; from.diskBytes -= demand.diskBytes;
-    to.cpus += demand.cpus; to.memoryBytes += demand.memoryBytes; to.diskBytes += demand.diskBytes;
-  }
-  const used = new Set<string>();
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const h of hosts) {
-    if (h.state !== 'up') continue;
-    if ((count.get(h.id) ?? 0) > 0) used.add(h.id);
-    const u = use.get(h.id)!;
-    const c = h.effectiveCapacity;
-    const load = Math.max(c.cpus > 0 ? u.cpus / c.cpus : 0, c.memoryBytes > 0 ? u.memoryBytes / c.memoryBytes : 0, c.diskBytes > 0 ? u.diskBytes / c.diskBytes : 0);
-    lo = Math.min(lo, load);
-    hi = Math.max(hi, load);
-  }
-  return { used, spread: hi > lo ? hi - lo : 0 };
 }
 
 /**

@@ -87,8 +87,12 @@ describe('consolidation plan', () => {
     expect(plan.hostsAfter).toBe(2);
     expect(plan.migrations).toHaveLength(2);
     expect([...plan.hostsEmptied].sort()).toEqual(['c', 'd']);
+    expect(s.outcome()).toEqual({ hostsUsed: ['a', 'b', 'c', 'd'], spread: s.loadSpread() });
+    expect(s.outcome(plan.migrations).hostsUsed).toEqual(['a', 'b']); // worked out on a copy: nothing moved yet
+    expect(s.hostsUsed()).toBe(4);
     execute(s, plan.migrations);
     expect(s.hostsUsed()).toBe(2);
+    expect(s.outcome()).toEqual(s.outcome([{ vmId: 'nope', fromHostId: 'a', toHostId: 'b', costBytes: 0 }])); // a move the model refuses is left out
   });
 
   it('never powers on an empty host nor moves a VM twice', () => {
@@ -107,6 +111,7 @@ describe('rebalance plan', () => {
     const plan = s.planRebalance({ targetSpread: 0 });
     expect(plan.spreadBefore).toBeCloseTo(0.5);
     expect(plan.spreadAfter).toBeCloseTo(0);
+    expect(s.outcome(plan.migrations).spread).toBeCloseTo(plan.spreadAfter);
     expect(plan.migrations).toHaveLength(4);
     execute(s, plan.migrations);
     expect(s.loadSpread()).toBeCloseTo(0);

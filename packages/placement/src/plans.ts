@@ -120,6 +120,13 @@ export function planDrainOn(m: ClusterModel, h: number, weights: SoftWeights): D
 }
 
 /** Number of up hosts holding at least one VM. */
+/** Ids of the up hosts holding at least one VM, sorted. */
+export function activeHostIds(m: ClusterModel): string[] {
+  const ids: string[] = [];
+  for (let h = 0; h < m.size; h++) if (m.state[h] === STATE_UP && m.vmCount[h]! > 0) ids.push(m.hostIds[h]!);
+  return ids.sort();
+}
+
 export function activeHosts(m: ClusterModel): number {
   let n = 0;
   for (let h = 0; h < m.size; h++) if (m.state[h] === STATE_UP && m.vmCount[h]! > 0) n++;

@@ -3,12 +3,12 @@ import type { VmRecord } from './cluster.ts';
 import { InvalidPlacementInputError, InvalidTransitionError, NoValidHostError, PlacementError } from './errors.ts';
 import { energyOf, fragmentationOf, hostWatts, lowerBoundOf } from './metrics.ts';
 import type { EnergyReport } from './metrics.ts';
-import { activeHosts, loadSpread, planConsolidationOn, planDrainOn, planRebalanceOn } from './plans.ts';
+import { activeHostIds, activeHosts, loadSpread, planConsolidationOn, planDrainOn, planRebalanceOn } from './plans.ts';
 import type { ConsolidationOptions, ConsolidationPlan, DrainPlan, RebalanceOptions, RebalancePlan } from './plans.ts';
 import { explainRejection, makeQuery, scoreHost, selectHost, strategyCode } from './select.ts';
 import type { Query, StrategyName } from './select.ts';
 import { DEFAULT_ENERGY_MODEL, DEFAULT_OVERCOMMIT, DEFAULT_SOFT_WEIGHTS } from './types.ts';
-import type { EnergyModel, HostSpec, HostState, OvercommitRatios, PlacementRequest, PlacementResult, Resources, SoftWeights, VmPlacement } from './types.ts';
+import type { EnergyModel, HostSpec, HostState, Migration, OvercommitRatios, PlacementRequest, PlacementResult, Resources, SoftWeights, VmPlacement } from './types.ts';
 
 /** Scheduler settings. Every field is optional; defaults in brackets. */
 export interface SchedulerOptions {
@@ -225,6 +225,23 @@ export class Scheduler {
 
   /** Up hosts holding at least one VM. */
   hostsUsed(): number { return activeHosts(this.m); }
+
+  /**
+   * What `moves` (a plan's migrations) would leave, worked out on a copy of the model (this one is
+   * unchanged): the up hosts holding a VM (ids, sorted) and the load spread (see loadSpread). A
+   * move the model refuses (unknown VM or host, a VM already migrating) is left out.
+   */
+  outcome(moves: readonly Migration[] = []): { hostsUsed: string[]; spread: number } {
+    const m = this.m.clone();
+    for (const x of moves) {
+      try {
+        m.moveVm(x.vmId, m.indexOf(x.toHostId));
+      } catch {
+        // left out, as documented
+      }
+    }
+    return { hostsUsed: activeHostIds(m), spread: loadSpread(m) };
+  }
 
   /** Lower bound on hosts for the VMs placed (total demand ÷ largest host capacity, max over resources). */
   lowerBound(): number { return lowerBoundOf(this.m); }
